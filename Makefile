@@ -1,0 +1,49 @@
+# DSS developer and operator commands. `make run` and `make test` work on a fresh machine with Python 3.11.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+EMAIL ?= dev@example.org
+GROUP ?= hca
+PYTEST_ARGS ?=
+
+.PHONY: help setup run test token bench requirements spec-check clean-local
+
+help:
+	@echo "make run          set up, then start the local DSS (API on http://127.0.0.1:5000)"
+	@echo "make test         set up, then run the whole test suite against its own local stack"
+	@echo "make token        print a development bearer token (EMAIL=... GROUP=...)"
+	@echo "make bench        measure the local stack (not part of the tests)"
+	@echo "make requirements regenerate the pinned requirements from the .in files"
+
+setup: $(STAMP)
+
+# The virtualenv is rebuilt whenever a pinned requirements file changes.
+$(STAMP): requirements.txt requirements-dev.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade uv
+	$(VENV)/bin/uv pip install --quiet --python $(PY) -r requirements.txt -r requirements-dev.txt
+	touch $@
+
+run: $(STAMP)
+	$(PY) -m dss.local.stack run --root $${DSS_LOCAL_DIR:-.local}
+
+test: $(STAMP)
+	$(PY) -m pytest tests $(PYTEST_ARGS)
+
+token: $(STAMP)
+	@$(PY) scripts/dev_token.py --email "$(EMAIL)" --group "$(GROUP)" --root $${DSS_LOCAL_DIR:-.local}
+
+bench: $(STAMP)
+	$(PY) -m scripts.bench
+
+spec-check: $(STAMP)
+	$(PY) -c "import yaml; from openapi_spec_validator import validate; validate(yaml.safe_load(open('dss-api.yml')))"
+
+requirements: $(STAMP)
+	$(VENV)/bin/uv pip compile --quiet --python-version 3.11 requirements.txt.in -o requirements.txt
+	$(VENV)/bin/uv pip compile --quiet --python-version 3.11 requirements-dev.txt.in -o requirements-dev.txt
+
+clean-local:
+	rm -rf .local

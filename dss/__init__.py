@@ -1,0 +1,1 @@
+"""dss: a re-implementation of the Human Cell Atlas Data Storage System."""

@@ -1,0 +1,48 @@
+"""HTTP handlers, named by the operationIds of dss-api.yml. They validate nothing the spec already declares."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from connexion.context import context as request_context
+
+from ..auth import TokenVerifier, require_group
+from ..config import Settings
+from ..errors import DSSError
+from ..storage.replicas import Replicas
+
+
+@dataclass
+class AppContext:
+    settings: Settings
+    replicas: Replicas
+    verifier: TokenVerifier
+
+
+_context: AppContext | None = None
+
+
+def configure(settings: Settings) -> AppContext:
+    global _context
+    _context = AppContext(settings, Replicas(settings), TokenVerifier(settings))
+    return _context
+
+
+def context() -> AppContext:
+    if _context is None:
+        return configure(Settings.from_env())
+    return _context
+
+
+def token_info() -> dict:
+    return request_context.get("token_info") or {}
+
+
+def authorize(groups: set[str]) -> dict:
+    info = token_info()
+    require_group(info, groups, context().settings)
+    return info
+
+
+def assert_writable() -> None:
+    if context().settings.read_only:
+        raise DSSError(503, "read_only", "The DSS is currently read-only", headers={"Retry-After": "600"})

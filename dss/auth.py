@@ -1,0 +1,103 @@
+"""Bearer-token verification: RS256 JWTs from the configured OpenID issuer or from Google service accounts."""
+from __future__ import annotations
+
+import logging
+import threading
+
+import jwt
+import requests
+
+from .config import Settings
+from .errors import DSSError
+
+logger = logging.getLogger(__name__)
+
+_INVALID = "Authorization token is invalid"
+
+
+def _unauthorized(title: str) -> DSSError:
+    return DSSError(401, "Unauthorized", title)
+
+
+class TokenVerifier:
+    """Checks signature (by `kid`), issuer, audience, expiry and the email claim; JWKS are cached per URL."""
+
+    def __init__(self, settings: Settings, http: requests.Session | None = None):
+        self.settings = settings
+        self._http = http or requests.Session()
+        self._clients: dict[str, jwt.PyJWKClient] = {}
+        self._lock = threading.Lock()
+
+    def verify(self, token: str) -> dict:
+        try:
+            header = jwt.get_unverified_header(token)
+            unverified = jwt.decode(token, options={"verify_signature": False})
+        except jwt.PyJWTError:
+            raise _unauthorized("Failed to decode token.")
+        if header.get("alg") != "RS256":
+            raise _unauthorized(_INVALID)
+        issuer = unverified.get("iss", "")
+        jwks_url = self._jwks_url(issuer, unverified)
+        try:
+            key = self._client(jwks_url).get_signing_key(header.get("kid"))
+            claims = jwt.decode(token, key.key, algorithms=["RS256"], audience=list(self.settings.oidc_audience),
+                                issuer=issuer, options={"require": ["exp", "iss", "aud"]})
+        except (jwt.PyJWTError, jwt.PyJWKClientError) as e:
+            logger.info("rejected token from %s: %s", issuer, e)
+            raise _unauthorized(_INVALID)
+        email = claims.get(self.settings.email_claim) or claims.get("email")
+        if not email:
+            raise _unauthorized("Authorization token is missing email claims.")
+        return {**claims, "email": email, "group": claims.get(self.settings.group_claim),
+                "sub": claims.get("sub", email)}
+
+    def _jwks_url(self, issuer: str, claims: dict) -> str:
+        if _same_issuer(issuer, self.settings.openid_provider):
+            return _discover_jwks_uri(self._http, issuer)
+        email = claims.get("email") or claims.get("sub") or ""
+        domain = email.rpartition("@")[2]
+        if issuer and issuer == claims.get("sub") and domain in self.settings.authorized_domains:
+            return self.settings.service_account_jwks_url.format(email=issuer)
+        raise DSSError(403, "Forbidden", "The token's issuer is not trusted.")
+
+    def _client(self, url: str) -> jwt.PyJWKClient:
+        with self._lock:
+            if url not in self._clients:
+                self._clients[url] = jwt.PyJWKClient(url, cache_keys=True, lifespan=3600, timeout=10)
+            return self._clients[url]
+
+
+def _same_issuer(a: str, b: str) -> bool:
+    return bool(a) and a.rstrip("/") == b.rstrip("/")
+
+
+# The discovery document rarely changes; the JWKS client refreshes keys on its own.
+_discovered: dict[str, str] = {}
+
+
+def _discover_jwks_uri(http: requests.Session, issuer: str) -> str:
+    cached = _discovered.get(issuer)
+    if cached:
+        return cached
+    try:
+        r = http.get(issuer.rstrip("/") + "/.well-known/openid-configuration", timeout=10)
+        r.raise_for_status()
+        uri = r.json()["jwks_uri"]
+    except (requests.RequestException, ValueError, KeyError) as e:
+        logger.error("cannot discover the JWKS of %s: %s", issuer, e)
+        raise DSSError(503, "service_unavailable", "The token issuer cannot be reached.")
+    _discovered[issuer] = uri
+    return uri
+
+
+def require_group(token_info: dict, groups: set[str], settings: Settings) -> None:
+    group = token_info.get(settings.group_claim, token_info.get("group"))
+    members = set(group) if isinstance(group, list) else {group}
+    if not members & groups:
+        raise DSSError(403, "Forbidden", "User is not authorized to access this resource")
+
+
+def verify_token(token: str) -> dict:
+    """connexion's x-tokenInfoFunc."""
+    from .api import context
+    return context().verifier.verify(token)

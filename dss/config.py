@@ -1,0 +1,68 @@
+"""Settings: one immutable object built once from the environment and passed down."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Mapping
+
+
+def _split(value: str, sep: str | None = ",") -> tuple[str, ...]:
+    return tuple(item.strip() for item in value.split(sep) if item.strip())
+
+
+@dataclass(frozen=True)
+class Settings:
+    stage: str = "local"
+    s3_bucket: str = "dss-primary-local"
+    gs_bucket: str = "dss-primary-local"
+    s3_checkout_bucket: str = "dss-checkout-local"
+    gs_checkout_bucket: str = "dss-checkout-local"
+    s3_staging_bucket: str = "dss-staging-local"
+    gs_staging_bucket: str = "dss-staging-local"
+    gcp_project: str = "dss-local"
+    google_credentials: str = ""
+    api_domain_name: str = ""
+    read_only: bool = False
+    signed_url_ttl: int = 3600
+    multipart_threshold: int = 64 * 1024 * 1024
+    copy_concurrency: int = 8
+    openid_provider: str = "https://humancellatlas.auth0.com/"
+    oidc_audience: tuple[str, ...] = ("https://dev.data.humancellatlas.org/",)
+    group_claim: str = "https://auth.data.humancellatlas.org/group"
+    email_claim: str = "https://auth.data.humancellatlas.org/email"
+    authorized_domains: tuple[str, ...] = ()
+    service_account_jwks_url: str = "https://www.googleapis.com/service_accounts/v1/jwk/{email}"
+    admin_emails: frozenset[str] = field(default_factory=frozenset)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
+        env = os.environ if env is None else env
+        defaults = cls()
+        stage = env.get("DSS_DEPLOYMENT_STAGE") or defaults.stage
+
+        def get(name: str, default: str) -> str:
+            return env.get(name) or default
+
+        return cls(
+            stage=stage,
+            s3_bucket=get("DSS_S3_BUCKET", f"dss-primary-{stage}"),
+            gs_bucket=get("DSS_GS_BUCKET", f"dss-primary-{stage}"),
+            s3_checkout_bucket=get("DSS_S3_CHECKOUT_BUCKET", f"dss-checkout-{stage}"),
+            gs_checkout_bucket=get("DSS_GS_CHECKOUT_BUCKET", f"dss-checkout-{stage}"),
+            s3_staging_bucket=get("DSS_S3_STAGING_BUCKET", f"dss-staging-{stage}"),
+            gs_staging_bucket=get("DSS_GS_STAGING_BUCKET", f"dss-staging-{stage}"),
+            gcp_project=get("GCP_PROJECT_NAME", defaults.gcp_project),
+            google_credentials=get("GOOGLE_APPLICATION_CREDENTIALS", ""),
+            api_domain_name=get("API_DOMAIN_NAME", ""),
+            read_only=bool(env.get("DSS_READ_ONLY_MODE")),
+            signed_url_ttl=int(get("DSS_SIGNED_URL_TTL_SECONDS", str(defaults.signed_url_ttl))),
+            multipart_threshold=int(get("DSS_MULTIPART_THRESHOLD", str(defaults.multipart_threshold))),
+            copy_concurrency=int(get("DSS_COPY_CONCURRENCY", str(defaults.copy_concurrency))),
+            openid_provider=get("OPENID_PROVIDER", defaults.openid_provider),
+            oidc_audience=_split(get("OIDC_AUDIENCE", ",".join(defaults.oidc_audience))),
+            group_claim=get("OIDC_GROUP_CLAIM", defaults.group_claim),
+            email_claim=get("OIDC_EMAIL_CLAIM", defaults.email_claim),
+            authorized_domains=_split(env.get("DSS_AUTHORIZED_DOMAINS", ""), None),
+            service_account_jwks_url=get("DSS_SERVICE_ACCOUNT_JWKS_URL", defaults.service_account_jwks_url),
+            admin_emails=frozenset(_split(env.get("ADMIN_USER_EMAILS", ""))),
+        )

@@ -1,0 +1,1 @@
+"""The local development stack: emulated cloud servers and a development OpenID issuer."""

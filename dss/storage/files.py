@@ -1,0 +1,134 @@
+"""Files in a replica: ingest from a staging object, and look up metadata by uuid and version."""
+from __future__ import annotations
+
+import json
+import logging
+
+from ..checksums import Checksummer, Checksums, s3_part_size
+from ..errors import DSSError
+from ..file_metadata import (checksums_of, file_metadata_document, parse_source_url, same_file,
+                             staging_checksums)
+from ..identifiers import file_key, uuid_prefix, version_from_key
+from .blobstore import BlobAccessDenied, BlobAlreadyExists, BlobChanged, BlobInfo, BlobNotFound
+from .replicas import Replica, Replicas, ReplicaStore
+
+logger = logging.getLogger(__name__)
+
+JSON = "application/json"
+
+
+def read_json(rs: ReplicaStore, key: str) -> dict | None:
+    try:
+        return json.loads(rs.store.get(rs.bucket, key))
+    except BlobNotFound:
+        return None
+
+
+def write_immutable_json(rs: ReplicaStore, key: str, document: dict, *, conflict: DSSError,
+                         same=lambda a, b: a == b) -> bool:
+    """Write create-only. True if written now; False if an identical document was there; else raise conflict."""
+    existing = read_json(rs, key)
+    if existing is None:
+        try:
+            rs.store.put(rs.bucket, key, json.dumps(document).encode(), content_type=JSON, create_only=True)
+            return True
+        except BlobAlreadyExists:
+            existing = read_json(rs, key)  # a racing writer won; we answer as for a repeat
+    if existing is not None and same(existing, document):
+        return False
+    raise conflict
+
+
+def latest_file_version(rs: ReplicaStore, uuid: str) -> str | None:
+    versions = (version_from_key(k, "files", uuid) for k in rs.store.list(rs.bucket, uuid_prefix("files", uuid)))
+    return max((v for v in versions if v), default=None)
+
+
+def file_metadata(replicas: Replicas, replica: str, uuid: str, version: str | None) -> dict:
+    rs = replicas[replica]
+    uuid = uuid.lower()
+    version = version or latest_file_version(rs, uuid)
+    document = read_json(rs, file_key(uuid, version)) if version else None
+    if document is None:
+        raise DSSError(404, "not_found", "Cannot find file!")
+    return document
+
+
+def put_file(replicas: Replicas, uuid: str, version: str, source_url: str, creator_uid: int) -> int:
+    """Ingest a staging object as files/{uuid}.{version}. Returns 201 (new) or 200 (identical repeat)."""
+    source_ref = parse_source_url(source_url)
+    rs = replicas[Replica.from_scheme(source_ref.scheme)]
+    source = _head_source(rs, source_ref.bucket, source_ref.key)
+    checksums = staging_checksums(_source_user_metadata(rs, source_ref.bucket, source_ref.key))
+    document = file_metadata_document(checksums, size=source.size, content_type=source.content_type,
+                                      creator_uid=creator_uid, version=version)
+    key = file_key(uuid.lower(), version)
+    conflict = DSSError(409, "file_already_exists",
+                        f"File {uuid} version {version} already exists with different content.")
+    existing = read_json(rs, key)
+    if existing is not None:
+        if same_file(existing, document):
+            return 200
+        raise conflict
+    store_blob(rs, source_ref.bucket, source_ref.key, source, checksums)
+    written = write_immutable_json(rs, key, document, conflict=conflict, same=same_file)
+    logger.info("file %s.%s on %s: %s", uuid, version, rs.replica.value, "created" if written else "repeat")
+    return 201 if written else 200
+
+
+def _head_source(rs: ReplicaStore, bucket: str, key: str) -> BlobInfo:
+    try:
+        return rs.store.head(bucket, key)
+    except BlobNotFound:
+        raise DSSError(400, "illegal_arguments", f"source_url {rs.replica.scheme}://{bucket}/{key} does not exist.")
+    except BlobAccessDenied:
+        raise DSSError(400, "illegal_arguments", f"The DSS may not read {rs.replica.scheme}://{bucket}/{key}.")
+
+
+def _source_user_metadata(rs: ReplicaStore, bucket: str, key: str) -> dict[str, str]:
+    try:
+        return rs.store.user_metadata(bucket, key)
+    except (BlobNotFound, BlobAccessDenied):
+        raise DSSError(400, "illegal_arguments", f"Cannot read the tags of {rs.replica.scheme}://{bucket}/{key}.")
+
+
+def store_blob(rs: ReplicaStore, src_bucket: str, src_key: str, source: BlobInfo, checksums: Checksums) -> str:
+    """Copy the staging object to its content-addressed key, server side, after verifying its native checksum."""
+    blob_key = checksums.blob_key()
+    try:
+        if rs.store.head(rs.bucket, blob_key).size == source.size:
+            return blob_key  # content dedupe: only verified bytes are ever written under a blob key
+    except BlobNotFound:
+        pass
+    _verify_native_checksum(rs, src_bucket, src_key, source, checksums)
+    try:
+        rs.store.copy(src_bucket, src_key, rs.bucket, blob_key, create_only=True,
+                      part_size=s3_part_size(source.size), expected_revision=source.revision)
+    except BlobAlreadyExists:
+        pass  # a racing writer stored the same content
+    except BlobChanged:
+        raise DSSError(409, "source_changed", "The staging object changed while it was being copied; retry.")
+    return blob_key
+
+
+def _verify_native_checksum(rs: ReplicaStore, bucket: str, key: str, source: BlobInfo, checksums: Checksums):
+    """The store computed its own checksum over the staged bytes; it must agree with the submitted one."""
+    expected = getattr(checksums, rs.store.native_checksum_name)
+    if source.native_checksum == expected:
+        return
+    if rs.replica is Replica.aws and source.size <= s3_part_size(source.size):
+        # Staged in parts other than the hca client's: recompute the single-part ETag from the bytes.
+        summer = Checksummer(source.size)
+        for chunk in rs.store.open(bucket, key):
+            summer.update(chunk)
+        if summer.finish().s3_etag == expected:
+            return
+    name = rs.store.native_checksum_name
+    # The contract reports a native-checksum mismatch as missing_checksum, on either replica.
+    raise DSSError(422, "missing_checksum",
+                   f"The {name} the store computed for the staging object ({source.native_checksum}) does not "
+                   f"match hca-dss-{name} ({expected}). Large S3 objects must be uploaded in 64 MiB parts.")
+
+
+def blob_key_of(document: dict) -> str:
+    return checksums_of(document).blob_key()
