@@ -20,9 +20,8 @@ from .helpers import ApiClient
 
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory):
-    from dss.local.stack import LocalStack
-    stack = LocalStack(tmp_path_factory.mktemp("stack"), ports=None if os.environ.get("DSS_TEST_DEFAULT_PORTS")
-                       else "free", with_api=True)
+    from dss.local.stack import PUBLIC_PORTS, LocalStack, free_ports
+    stack = LocalStack(tmp_path_factory.mktemp("stack"), ports=free_ports(PUBLIC_PORTS), with_api=True)
     stack.start()
     saved = dict(os.environ)
     os.environ.update(stack.env())

@@ -1,0 +1,333 @@
+"""Tests of the local cloud stack launcher (dss.local.stack) and the development issuer (dss.local.issuer).
+
+Each stack runs on free 127.0.0.1 ports in a temporary directory, so this module can run next to
+another stack (or `make run`) on the same machine.
+"""
+from __future__ import annotations
+
+import datetime
+import os
+import pathlib
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+
+import boto3
+import botocore.config
+import botocore.exceptions
+import jwt
+import psutil
+import pytest
+import requests
+from google.auth.credentials import AnonymousCredentials
+from google.cloud import storage
+from google.oauth2 import service_account
+
+from dss.local import issuer
+from dss.local.stack import (PUBLIC_PORTS, SEAWEED_PORT_FLAGS, LocalStack, free_ports, listening_ports)
+
+REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
+S3_BUCKET_VARS = ("DSS_S3_BUCKET", "DSS_S3_CHECKOUT_BUCKET", "DSS_S3_STAGING_BUCKET")
+GS_BUCKET_VARS = ("DSS_GS_BUCKET", "DSS_GS_CHECKOUT_BUCKET", "DSS_GS_STAGING_BUCKET")
+
+FAKE_API = '''
+async def app(scope, receive, send):
+    if scope["type"] != "http":
+        return
+    status = 200 if scope["path"] == "/v1/swagger.json" else 404
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json")]})
+    await send({"type": "http.response.body", "body": b'{"swagger": "2.0"}'})
+'''
+
+
+# --- helpers ---------------------------------------------------------------------------------------
+
+def s3_client(env: dict[str, str], secret: str | None = None):
+    """A boto3 S3 client configured only from the stack's env() values."""
+    return boto3.session.Session().client(
+        "s3", endpoint_url=env["AWS_ENDPOINT_URL_S3"], region_name=env["AWS_DEFAULT_REGION"],
+        aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=secret or env["AWS_SECRET_ACCESS_KEY"],
+        config=botocore.config.Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1}))
+
+
+def gcs_client(env: dict[str, str]) -> storage.Client:
+    return storage.Client(project=env["GCP_PROJECT_NAME"], credentials=AnonymousCredentials(),
+                          client_options={"api_endpoint": env["STORAGE_EMULATOR_HOST"]})
+
+
+def process_tree(pids) -> list[psutil.Process]:
+    processes = []
+    for pid in pids:
+        try:
+            process = psutil.Process(pid)
+            processes += [process] + process.children(recursive=True)
+        except psutil.NoSuchProcess:
+            pass
+    return processes
+
+
+def alive(processes: list[psutil.Process]) -> list[psutil.Process]:
+    return [p for p in processes if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+
+
+def my_children() -> set[int]:
+    return {p.pid for p in alive(psutil.Process().children(recursive=True))}
+
+
+def new_stack(root: pathlib.Path, **kwargs) -> LocalStack:
+    return LocalStack(root, ports=free_ports(PUBLIC_PORTS), with_api=kwargs.pop("with_api", False), **kwargs)
+
+
+# --- the shared stack ------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    with new_stack(tmp_path_factory.mktemp("stack")) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def env(stack) -> dict[str, str]:
+    return stack.env()
+
+
+def test_free_ports_are_distinct_and_bindable():
+    ports = free_ports([f"p{i}" for i in range(20)])
+    assert len(set(ports.values())) == 20
+    for port in ports.values():
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", port))
+
+
+def test_children_listen_on_loopback_and_configured_ports_only(stack):
+    expected = {
+        "s3": {stack.ports[name] for name in SEAWEED_PORT_FLAGS},
+        "gcs": {stack.ports["gcs"]},
+        "moto": {stack.ports["moto"]},
+        "search": {stack.ports["search"]},
+        "issuer": {stack.ports["issuer"]},
+    }
+    assert set(stack.pids()) == set(expected)
+    for name, pid in stack.pids().items():
+        sockets = listening_ports(pid)
+        assert {ip for ip, _ in sockets} == {"127.0.0.1"}, (name, sockets)
+        assert {port for _, port in sockets} == expected[name], name
+
+
+def test_env_values(stack, env):
+    assert env["DSS_DEPLOYMENT_STAGE"] == "local"
+    assert env["DSS_API_URL"] == f"http://127.0.0.1:{stack.ports['api']}/"
+    assert env["OPENID_PROVIDER"] == f"http://127.0.0.1:{stack.ports['issuer']}/"
+    assert env["AWS_ENDPOINT_URL_S3"] == f"http://127.0.0.1:{stack.ports['s3']}"
+    for service in ("SQS", "SNS", "DYNAMODB", "SECRETS_MANAGER", "SFN", "STS"):
+        assert env[f"AWS_ENDPOINT_URL_{service}"] == f"http://127.0.0.1:{stack.ports['moto']}"
+    assert "dev@example.org" in env["ADMIN_USER_EMAILS"].split(",") or os.environ.get("DSS_LOCAL_DEV_EMAIL")
+    assert "AWS_PROFILE" not in env
+    assert pathlib.Path(env["GOOGLE_APPLICATION_CREDENTIALS"]).is_file()
+    assert env["DSS_LOCAL_DIR"] == str(stack.root)
+
+
+def test_env_file_matches_env(stack, env):
+    lines = (stack.root / "env").read_text().splitlines()
+    assert "unset AWS_PROFILE" in " ".join(lines)
+    exported = {}
+    for line in lines:
+        words = shlex.split(line, comments=True)
+        if words[:1] == ["export"]:
+            key, value = words[1].split("=", 1)
+            exported[key] = value
+    assert exported == env
+    # The file is valid shell: sourcing it yields the same values.
+    script = f"source {shlex.quote(str(stack.root / 'env'))} && echo \"$DSS_API_URL|${{AWS_PROFILE-unset}}\""
+    out = subprocess.run(["bash", "-c", script], capture_output=True, text=True, check=True,
+                         env={**os.environ, "AWS_PROFILE": "real-profile"}).stdout.strip()
+    assert out == f"{env['DSS_API_URL']}|unset"
+
+
+def test_buckets_exist_on_both_replicas(env):
+    s3 = s3_client(env)
+    for var in S3_BUCKET_VARS:
+        s3.head_bucket(Bucket=env[var])
+    gcs = gcs_client(env)
+    for var in GS_BUCKET_VARS:
+        assert gcs.lookup_bucket(env[var]) is not None, env[var]
+    assert env["DSS_S3_BUCKET"] == "dss-primary-local" or os.environ.get("DSS_S3_BUCKET")
+
+
+def test_s3_round_trip(env):
+    s3 = s3_client(env)
+    key = f"test/{uuid.uuid4()}"
+    s3.put_object(Bucket=env["DSS_S3_BUCKET"], Key=key, Body=b"hello s3", Metadata={"a": "b"})
+    got = s3.get_object(Bucket=env["DSS_S3_BUCKET"], Key=key)
+    assert got["Body"].read() == b"hello s3"
+    assert got["Metadata"] == {"a": "b"}
+
+
+def test_s3_rejects_a_wrong_secret(env):
+    s3 = s3_client(env, secret="not-the-secret")
+    with pytest.raises(botocore.exceptions.ClientError) as error:
+        s3.put_object(Bucket=env["DSS_S3_BUCKET"], Key="forbidden", Body=b"x")
+    assert error.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
+    assert error.value.response["Error"]["Code"] == "SignatureDoesNotMatch"
+
+
+def test_gcs_round_trip_and_signed_url(env):
+    bucket = gcs_client(env).bucket(env["DSS_GS_BUCKET"])
+    name = f"test/{uuid.uuid4()}"
+    bucket.blob(name).upload_from_string(b"hello gcs", content_type="text/plain")
+    assert bucket.blob(name).download_as_bytes() == b"hello gcs"
+    # The fake service-account key is good enough to sign V4 URLs that the emulator serves.
+    credentials = service_account.Credentials.from_service_account_file(env["GOOGLE_APPLICATION_CREDENTIALS"])
+    url = bucket.blob(name).generate_signed_url(version="v4", expiration=datetime.timedelta(minutes=5),
+                                                credentials=credentials,
+                                                api_access_endpoint=env["STORAGE_EMULATOR_HOST"])
+    response = requests.get(url, timeout=10)
+    assert response.status_code == 200 and response.content == b"hello gcs"
+
+
+def aws_client(env: dict[str, str], service: str, endpoint_var: str):
+    return boto3.session.Session().client(
+        service, endpoint_url=env[endpoint_var], region_name=env["AWS_DEFAULT_REGION"],
+        aws_access_key_id=env["AWS_ACCESS_KEY_ID"], aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"])
+
+
+def test_moto_executes_state_machines(env):
+    sfn = aws_client(env, "stepfunctions", "AWS_ENDPOINT_URL_SFN")
+    definition = '{"StartAt": "P", "States": {"P": {"Type": "Pass", "Result": {"ok": 1}, "End": true}}}'
+    machine = sfn.create_state_machine(name=f"m-{uuid.uuid4().hex[:8]}", definition=definition,
+                                       roleArn="arn:aws:iam::123456789012:role/sfn")["stateMachineArn"]
+    execution = sfn.start_execution(stateMachineArn=machine, input="{}")["executionArn"]
+    deadline = time.monotonic() + 10
+    while (described := sfn.describe_execution(executionArn=execution))["status"] == "RUNNING":
+        assert time.monotonic() < deadline, "the execution stayed RUNNING: moto's interpreter is off"
+        time.sleep(0.1)
+    assert described["status"] == "SUCCEEDED"
+    assert described["output"].replace(" ", "") == '{"ok":1}'
+
+
+def test_moto_sqs(env):
+    sqs = aws_client(env, "sqs", "AWS_ENDPOINT_URL_SQS")
+    queue = sqs.create_queue(QueueName=f"q-{uuid.uuid4().hex[:8]}")["QueueUrl"]
+    sqs.send_message(QueueUrl=queue, MessageBody="hi")
+    assert sqs.receive_message(QueueUrl=queue)["Messages"][0]["Body"] == "hi"
+
+
+def test_search_answers(env):
+    assert requests.get(env["DSS_ES_ENDPOINT"] + "/", timeout=10).ok
+
+
+def test_token_verifies_against_served_jwks(stack, env):
+    email_claim, group_claim = "https://example.org/email", "https://example.org/group"
+    token = issuer.mint_token(stack.root, "someone@example.org", "hca", audience="https://aud.example/",
+                              issuer=env["OPENID_PROVIDER"], email_claim=email_claim, group_claim=group_claim)
+    configuration = requests.get(env["OPENID_PROVIDER"] + ".well-known/openid-configuration", timeout=10).json()
+    assert configuration["issuer"] == env["OPENID_PROVIDER"]
+    jwks = requests.get(configuration["jwks_uri"], timeout=10).json()
+    kid = jwt.get_unverified_header(token)["kid"]
+    jwk = next(k for k in jwks["keys"] if k["kid"] == kid)
+    key = jwt.PyJWK(jwk, algorithm="RS256").key
+    claims = jwt.decode(token, key, algorithms=["RS256"], audience="https://aud.example/",
+                        issuer=env["OPENID_PROVIDER"])
+    assert claims["sub"] == claims["email"] == claims[email_claim] == "someone@example.org"
+    assert claims[group_claim] == "hca"
+    assert claims["scope"] == ["email", "openid", "offline_access"]
+    assert claims["exp"] - claims["iat"] == 3600
+    # A token signed by another key does not verify.
+    other = issuer.ensure_key(stack.root / "other-issuer")
+    forged = jwt.encode({"sub": "x", "aud": "https://aud.example/"}, other, algorithm="RS256", headers={"kid": kid})
+    with pytest.raises(jwt.InvalidSignatureError):
+        jwt.decode(forged, key, algorithms=["RS256"], audience="https://aud.example/")
+
+
+def test_dev_token_script(stack, env, tmp_path):
+    script = REPO_ROOT / "scripts" / "dev_token.py"
+    out = subprocess.run([sys.executable, str(script), "--root", str(stack.root), "--group", "dbio"],
+                         capture_output=True, text=True, check=True)
+    claims = jwt.decode(out.stdout.strip(), options={"verify_signature": False})
+    assert claims["iss"] == env["OPENID_PROVIDER"]
+    assert claims["email"] == os.environ.get("DSS_LOCAL_DEV_EMAIL", "dev@example.org")
+    failed = subprocess.run([sys.executable, str(script), "--root", str(tmp_path / "never-started")],
+                            capture_output=True, text=True)
+    assert failed.returncode != 0
+    assert "start the local stack first" in failed.stderr
+
+
+# --- stacks of their own ---------------------------------------------------------------------------
+
+def test_restart_keeps_data_and_stop_leaves_no_child(tmp_path):
+    root = tmp_path / "stack"
+    with new_stack(root) as first:
+        env = first.env()
+        s3_client(env).put_object(Bucket=env["DSS_S3_BUCKET"], Key="kept", Body=b"s3 data")
+        gcs_client(env).bucket(env["DSS_GS_BUCKET"]).blob("kept").upload_from_string(b"gcs data")
+        kid = jwt.get_unverified_header(issuer.mint_token(root, "a@example.org", "hca",
+                                                          issuer=env["OPENID_PROVIDER"]))["kid"]
+        tree = process_tree(first.pids().values())
+        assert len(tree) >= 5
+    assert alive(tree) == []
+    first.stop()  # idempotent
+
+    # New ports, same root; this time with a (throw-away) API app.
+    (tmp_path / "fakeapp.py").write_text(FAKE_API)
+    second = new_stack(root, with_api=True, api_app="fakeapp:app", extra_env={"PYTHONPATH": str(tmp_path)})
+    with second:
+        env = second.env()
+        assert s3_client(env).get_object(Bucket=env["DSS_S3_BUCKET"], Key="kept")["Body"].read() == b"s3 data"
+        assert gcs_client(env).bucket(env["DSS_GS_BUCKET"]).blob("kept").download_as_bytes() == b"gcs data"
+        assert jwt.get_unverified_header(issuer.mint_token(root, "a@example.org", "hca",
+                                                           issuer=env["OPENID_PROVIDER"]))["kid"] == kid
+        assert requests.get(env["DSS_API_URL"] + "v1/swagger.json", timeout=10).status_code == 200
+        assert listening_ports(second.pids()["api"]) == {("127.0.0.1", second.ports["api"])}
+        tree = process_tree(second.pids().values())
+    assert alive(tree) == []
+
+
+def test_component_that_cannot_start_fails_cleanly(tmp_path):
+    before = my_children()
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        ports = {**free_ports(PUBLIC_PORTS), "gcs": taken.getsockname()[1]}
+        stack = LocalStack(tmp_path / "stack", ports=ports, with_api=False)
+        started = time.monotonic()
+        with pytest.raises(RuntimeError) as error:
+            stack.start()
+        assert time.monotonic() - started < 30
+    message = str(error.value)
+    assert "'gcs'" in message
+    assert "address already in use" in message.lower() or "errno 98" in message.lower()
+    assert stack.children == []
+    assert my_children() - before == set()
+
+
+def test_cli_runs_and_stops_on_sigterm(tmp_path):
+    root = tmp_path / "cli"
+    ports = free_ports(PUBLIC_PORTS)
+    env = {**os.environ, **{var: str(ports[name]) for name, (var, _) in PUBLIC_PORTS.items()},
+           "PYTHONPATH": str(REPO_ROOT)}
+    cli = subprocess.Popen([sys.executable, "-m", "dss.local.stack", "run", "--no-api", "--root", str(root)],
+                           cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not (root / "env").exists():
+            assert cli.poll() is None, cli.stdout.read()
+            assert time.monotonic() < deadline, "the CLI did not start the stack in time"
+            time.sleep(0.1)
+        time.sleep(0.5)  # let it print the summary
+        tree = psutil.Process(cli.pid).children(recursive=True)
+        assert len(tree) >= 5
+        assert requests.get(f"http://127.0.0.1:{ports['gcs']}/storage/v1/b?project=x", timeout=10).ok
+        cli.send_signal(signal.SIGTERM)
+        output, _ = cli.communicate(timeout=30)
+    finally:
+        if cli.poll() is None:
+            cli.kill()
+    assert cli.returncode == 0, output
+    assert "source " in output and str(root / "env") in output
+    assert alive(tree) == []
