@@ -20,10 +20,11 @@ help:
 setup: $(STAMP)
 
 # The virtualenv is rebuilt whenever a pinned requirements file changes.
-$(STAMP): requirements.txt requirements-dev.txt
+$(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade uv
 	$(VENV)/bin/uv pip install --quiet --python $(PY) -r requirements.txt -r requirements-dev.txt
+	$(VENV)/bin/uv pip install --quiet --python $(PY) --no-deps -e .
 	touch $@
 
 run: $(STAMP)
@@ -36,7 +37,7 @@ token: $(STAMP)
 	@$(PY) scripts/dev_token.py --email "$(EMAIL)" --group "$(GROUP)" --root $${DSS_LOCAL_DIR:-.local}
 
 bench: $(STAMP)
-	$(PY) -m scripts.bench
+	$(PY) scripts/bench.py
 
 spec-check: $(STAMP)
 	$(PY) -c "import yaml; from openapi_spec_validator import validate; validate(yaml.safe_load(open('dss-api.yml')))"

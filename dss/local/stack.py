@@ -53,6 +53,7 @@ START_TIMEOUT = 60.0
 STOP_TIMEOUT = 10.0
 POLL_INTERVAL = 0.1
 LOG_TAIL_LINES = 40
+PORT_CONFLICT_GRACE = 2.0  # a port held by another process this long means the child cannot listen
 
 # Public ports: name -> (environment variable, default as in /environment).
 PUBLIC_PORTS: dict[str, tuple[str, int]] = {
@@ -436,6 +437,11 @@ class LocalStack:
             "mini", f"-dir={self.s3_dir}", f"-ip={HOST}", f"-ip.bind={HOST}",
             f"-s3.config={self.root / 'data' / 's3.json'}",
             "-webdav=false", "-admin.ui=false", "-master.telemetry=false",
+            # A resumed raft state makes the master refuse the volume server's first heartbeat
+            # ("Not current leader"); the retry comes 5-15 s later and writes block until then.
+            # Volume ids are re-learnt from the volume server, and the data lives in -dir and the filer.
+            "-master.resumeState=false",
+            "-volume.preStopSeconds=0",  # single node: nobody needs the grace period; stops 1 s faster
             # Unix sockets next to the data rather than in /tmp.
             f"-filer.localSocket={self.s3_dir / 'filer.sock'}", f"-s3.localSocket={self.s3_dir / 's3.sock'}",
             *flags,
@@ -472,16 +478,26 @@ class LocalStack:
     # --- readiness ---------------------------------------------------------------------------------
 
     def _wait_ready(self, child: Child, probe: typing.Callable[[], bool]) -> None:
-        """Poll until `probe` passes and the child itself listens on its port (not some other server)."""
+        """Poll until the child itself listens on its port (not some other server) and `probe` passes."""
         started = time.monotonic()
         deadline = started + self.start_timeout
+        conflict_since = None
         while True:
+            now = time.monotonic()
             if child.process.poll() is not None:
                 raise child.failure(f"exited with code {child.process.returncode} during start-up")
-            if _quietly(probe) and (HOST, child.port) in listening_ports(child.process.pid):
-                logger.info("%s is ready (%.1f s)", child.name, time.monotonic() - started)
-                return
-            if time.monotonic() > deadline:
+            if (HOST, child.port) in listening_ports(child.process.pid):
+                conflict_since = None
+                if _quietly(probe):
+                    logger.info("%s is ready (%.1f s)", child.name, now - started)
+                    return
+            elif not port_is_free(child.port):
+                # Some servers (gcp-storage-emulator) keep running when their listener fails to bind.
+                conflict_since = conflict_since or now
+                if now - conflict_since > PORT_CONFLICT_GRACE:
+                    raise child.failure(f"cannot listen on {HOST}:{child.port}: the port is already in use "
+                                        "by another process")
+            if now > deadline:
                 raise child.failure(f"was not ready on {self.url(child.name)} within {self.start_timeout:.0f} s")
             time.sleep(POLL_INTERVAL)
 

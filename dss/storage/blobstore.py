@@ -85,8 +85,11 @@ class BlobStore(abc.ABC):
         return True
 
     @abc.abstractmethod
-    def user_metadata(self, bucket: str, key: str) -> dict[str, str]:
-        """S3: x-amz-meta-* merged with the object's tags (tags win). GCS: the custom metadata."""
+    def user_metadata(self, bucket: str, key: str, info: BlobInfo | None = None) -> dict[str, str]:
+        """S3: x-amz-meta-* merged with the object's tags (tags win). GCS: the custom metadata.
+
+        `info`, a head() of the same object, saves a request.
+        """
 
     @abc.abstractmethod
     def set_tags(self, bucket: str, key: str, tags: dict[str, str]) -> None:

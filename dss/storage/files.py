@@ -25,9 +25,12 @@ def read_json(rs: ReplicaStore, key: str) -> dict | None:
 
 
 def write_immutable_json(rs: ReplicaStore, key: str, document: dict, *, conflict: DSSError,
-                         same=lambda a, b: a == b) -> bool:
-    """Write create-only. True if written now; False if an identical document was there; else raise conflict."""
-    existing = read_json(rs, key)
+                         same=lambda a, b: a == b, known_absent: bool = False) -> bool:
+    """Write create-only. True if written now; False if an identical document was there; else raise conflict.
+
+    known_absent skips the first read when the caller has just looked.
+    """
+    existing = None if known_absent else read_json(rs, key)
     if existing is None:
         try:
             rs.store.put(rs.bucket, key, json.dumps(document).encode(), content_type=JSON, create_only=True)
@@ -59,7 +62,7 @@ def put_file(replicas: Replicas, uuid: str, version: str, source_url: str, creat
     source_ref = parse_source_url(source_url)
     rs = replicas[Replica.from_scheme(source_ref.scheme)]
     source = _head_source(rs, source_ref.bucket, source_ref.key)
-    checksums = staging_checksums(_source_user_metadata(rs, source_ref.bucket, source_ref.key))
+    checksums = staging_checksums(_source_user_metadata(rs, source_ref.bucket, source_ref.key, source))
     document = file_metadata_document(checksums, size=source.size, content_type=source.content_type,
                                       creator_uid=creator_uid, version=version)
     key = file_key(uuid.lower(), version)
@@ -71,7 +74,7 @@ def put_file(replicas: Replicas, uuid: str, version: str, source_url: str, creat
             return 200
         raise conflict
     store_blob(rs, source_ref.bucket, source_ref.key, source, checksums)
-    written = write_immutable_json(rs, key, document, conflict=conflict, same=same_file)
+    written = write_immutable_json(rs, key, document, conflict=conflict, same=same_file, known_absent=True)
     logger.info("file %s.%s on %s: %s", uuid, version, rs.replica.value, "created" if written else "repeat")
     return 201 if written else 200
 
@@ -85,9 +88,9 @@ def _head_source(rs: ReplicaStore, bucket: str, key: str) -> BlobInfo:
         raise DSSError(400, "illegal_arguments", f"The DSS may not read {rs.replica.scheme}://{bucket}/{key}.")
 
 
-def _source_user_metadata(rs: ReplicaStore, bucket: str, key: str) -> dict[str, str]:
+def _source_user_metadata(rs: ReplicaStore, bucket: str, key: str, info: BlobInfo) -> dict[str, str]:
     try:
-        return rs.store.user_metadata(bucket, key)
+        return rs.store.user_metadata(bucket, key, info)
     except (BlobNotFound, BlobAccessDenied):
         raise DSSError(400, "illegal_arguments", f"Cannot read the tags of {rs.replica.scheme}://{bucket}/{key}.")
 

@@ -99,8 +99,8 @@ class GCSBlobStore(BlobStore):
             raise BlobNotFound(f"gs://{bucket}/{key}")
         return _info(blob)
 
-    def user_metadata(self, bucket, key):
-        return dict(self.head(bucket, key).metadata)
+    def user_metadata(self, bucket, key, info=None):
+        return dict((info or self.head(bucket, key)).metadata)
 
     def set_tags(self, bucket, key, tags):
         blob = self.client.bucket(bucket).get_blob(key)

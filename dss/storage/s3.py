@@ -102,8 +102,8 @@ class S3BlobStore(BlobStore):
             raise _translate(e, bucket, key) from e
         return {t["Key"]: t["Value"] for t in tag_set}
 
-    def user_metadata(self, bucket, key):
-        merged = dict(self.head(bucket, key).metadata)
+    def user_metadata(self, bucket, key, info=None):
+        merged = dict((info or self.head(bucket, key)).metadata)
         merged.update(self.tags(bucket, key))
         return merged
 

@@ -1,0 +1,212 @@
+#!/usr/bin/env python
+"""`make bench`: figures measured in one run on a fresh local stack, each as a ratio against the raw storage
+operation on the same server. Not a test: it asserts nothing about time.
+
+  GET /files redirects per second      vs raw HEAD requests per second on the same object store
+  PUT /files of 1 KiB files per second vs raw server-side copies per second
+  the API's peak RSS while it ingests a 1 GiB file
+"""
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import logging
+import os
+import pathlib
+import tempfile
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+
+import psutil
+import requests
+from boto3.s3.transfer import TransferConfig
+
+from dss.checksums import MiB, Checksummer, compute_checksums_of_bytes
+from dss.config import Settings
+from dss.identifiers import new_version
+from dss.local.issuer import mint_token
+from dss.local.stack import PUBLIC_PORTS, LocalStack, free_ports
+from dss.storage.replicas import Replicas
+
+logger = logging.getLogger("bench")
+
+
+def rate(operation, count: int, concurrency: int) -> float:
+    """Operations per second of `operation(i)` for i in range(count), on `concurrency` threads."""
+    start = time.perf_counter()
+    with ThreadPoolExecutor(concurrency) as pool:
+        list(pool.map(operation, range(count)))
+    return count / (time.perf_counter() - start)
+
+
+class Bench:
+    def __init__(self, stack: LocalStack, count: int, concurrency: int):
+        self.stack, self.count, self.concurrency = stack, count, concurrency
+        self.settings_env = stack.env()
+        self.settings = Settings.from_env(self.settings_env)
+        self.replicas = Replicas(self.settings)
+        self.api = stack.env()["DSS_API_URL"].rstrip("/")
+        self.token = mint_token(stack.root, "bench@example.org", "hca", audience=self.settings.oidc_audience[0],
+                                issuer=self.settings.openid_provider, email_claim=self.settings.email_claim,
+                                group_claim=self.settings.group_claim, expires_in=7200)
+        self._local = threading.local()
+
+    @property
+    def http(self) -> requests.Session:
+        if not hasattr(self._local, "session"):
+            self._local.session = requests.Session()
+        return self._local.session
+
+    def stage(self, replica: str, data: bytes) -> str:
+        rs = self.replicas[replica]
+        key = f"bench/{uuid.uuid4()}"
+        checksums = {f"hca-dss-{k}": v for k, v in compute_checksums_of_bytes(data).as_dict().items()}
+        rs.store.put(rs.staging_bucket, key, data, metadata=checksums)
+        return f"{rs.replica.scheme}://{rs.staging_bucket}/{key}"
+
+    def put_file(self, source: str) -> tuple[str, str]:
+        file_uuid, version = str(uuid.uuid4()), new_version()
+        r = self.http.put(f"{self.api}/v1/files/{file_uuid}", params={"version": version},
+                          headers={"Authorization": f"Bearer {self.token}"},
+                          json={"source_url": source, "creator_uid": 0}, timeout=600)
+        if r.status_code != 201:
+            raise RuntimeError(f"PUT /files answered {r.status_code}: {r.text}")
+        return file_uuid, version
+
+    def redirects(self, replica: str) -> dict:
+        file_uuid, _ = self.put_file(self.stage(replica, b"redirect me"))
+        rs = self.replicas[replica]
+        blob_key = compute_checksums_of_bytes(b"redirect me").blob_key()
+
+        def get(_):
+            r = self.http.get(f"{self.api}/v1/files/{file_uuid}", params={"replica": replica},
+                              allow_redirects=False, timeout=60)
+            assert r.status_code == 302, r.text
+
+        raw = rate(lambda _: self.raw_head(replica, rs.bucket, blob_key), self.count, self.concurrency)
+        dss = rate(get, self.count, self.concurrency)
+        return {"GET /files redirects/s": dss, "raw HEAD/s": raw, "ratio": dss / raw}
+
+    def raw_head(self, replica: str, bucket: str, key: str) -> None:
+        if replica == "aws":
+            self.replicas["aws"].store.client.head_object(Bucket=bucket, Key=key)
+        else:  # one metadata GET on the JSON API, on a session per thread, as the API's own calls are
+            r = self.http.get(f"{self.settings_env['STORAGE_EMULATOR_HOST']}/storage/v1/b/{bucket}/o/"
+                              f"{requests.utils.quote(key, safe='')}", timeout=60)
+            r.raise_for_status()
+
+    def small_puts(self, replica: str) -> dict:
+        rs = self.replicas[replica]
+        sources = [self.stage(replica, os.urandom(1024)) for _ in range(self.count)]
+        copy_sources = [self.stage(replica, os.urandom(1024)) for _ in range(self.count)]
+        dss = rate(lambda i: self.put_file(sources[i]), self.count, self.concurrency)
+
+        def raw_copy(i):
+            key = copy_sources[i].split("/", 3)[3]
+            rs.store.copy(rs.staging_bucket, key, rs.bucket, f"bench-raw/{uuid.uuid4()}")
+
+        raw = rate(raw_copy, self.count, self.concurrency)
+        return {"PUT /files 1 KiB/s": dss, "raw server-side copies/s": raw, "ratio": dss / raw}
+
+    def large_ingest_rss(self, size: int) -> dict:
+        s3 = self.replicas["aws"].store.client
+        bucket, key = self.settings.s3_staging_bucket, f"bench/{uuid.uuid4()}/large.bin"
+        block = os.urandom(MiB)
+        summer = Checksummer(size)
+        for _ in range(size // MiB):
+            summer.update(block)
+        checksums = summer.finish()
+        s3.upload_fileobj(RepeatingReader(block, size), bucket, key, Config=TransferConfig(
+            multipart_threshold=64 * MiB + 1, multipart_chunksize=64 * MiB, max_concurrency=4))
+        s3.put_object_tagging(Bucket=bucket, Key=key, Tagging={"TagSet": [
+            {"Key": f"hca-dss-{k}", "Value": v} for k, v in checksums.as_dict().items()]})
+        api = psutil.Process(self.stack.pids()["api"])
+        baseline = _tree_rss(api)
+        peak, done = [baseline], threading.Event()
+
+        def sample():
+            while not done.is_set():
+                peak[0] = max(peak[0], _tree_rss(api))
+                time.sleep(0.02)
+
+        sampler = threading.Thread(target=sample)
+        sampler.start()
+        start = time.perf_counter()
+        try:
+            self.put_file(f"s3://{bucket}/{key}")
+        finally:
+            done.set()
+            sampler.join()
+        seconds = time.perf_counter() - start
+        return {"file MiB": size // MiB, "API RSS before MiB": baseline / MiB, "API peak RSS MiB": peak[0] / MiB,
+                "ingest seconds": seconds, "ingest MB/s": size / seconds / 1e6}
+
+
+class RepeatingReader(io.RawIOBase):
+    """`size` bytes made of one block repeated: a large upload that never sits in memory."""
+
+    def __init__(self, block: bytes, size: int):
+        self.block, self.size, self.position = block, size, 0
+
+    def readable(self):
+        return True
+
+    def readinto(self, buffer) -> int:
+        n = min(len(buffer), self.size - self.position)
+        offset = self.position % len(self.block)
+        filled = 0
+        while filled < n:
+            take = min(n - filled, len(self.block) - offset)
+            buffer[filled:filled + take] = self.block[offset:offset + take]
+            filled += take
+            offset = 0
+        self.position += n
+        return n
+
+
+def _tree_rss(process: psutil.Process) -> int:
+    total = 0
+    for p in [process, *process.children(recursive=True)]:
+        try:
+            total += p.memory_info().rss
+        except psutil.NoSuchProcess:
+            pass
+    return total
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--count", type=int, default=300, help="operations per rate measurement")
+    parser.add_argument("--concurrency", type=int, default=8, help="client threads against the aws replica")
+    parser.add_argument("--gcp-concurrency", type=int, default=2,
+                        help="client threads against the gcp replica: gcp-storage-emulator serves keep-alive "
+                             "connections one at a time and collapses beyond 2 concurrent clients")
+    parser.add_argument("--large-mib", type=int, default=1024, help="size of the large ingest in MiB")
+    parser.add_argument("--output", default=".bench/results.json")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    results: dict = {}
+    with tempfile.TemporaryDirectory(prefix="dss-bench-") as root:
+        with LocalStack(pathlib.Path(root), ports=free_ports(PUBLIC_PORTS)) as stack:
+            os.environ.update(stack.env())
+            bench = Bench(stack, args.count, args.concurrency)
+            for replica in ("aws", "gcp"):
+                bench.concurrency = args.concurrency if replica == "aws" else args.gcp_concurrency
+                results[f"redirects {replica}"] = bench.redirects(replica)
+                results[f"small PUTs {replica}"] = bench.small_puts(replica)
+            results["large ingest aws"] = bench.large_ingest_rss(args.large_mib * MiB)
+    pathlib.Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+    pathlib.Path(args.output).write_text(json.dumps(results, indent=2))
+    for name, figures in results.items():
+        print(f"{name}:")
+        for label, value in figures.items():
+            print(f"  {label:28s} {value:10.2f}")
+    print(f"(count={args.count}, concurrency aws={args.concurrency} gcp={args.gcp_concurrency}; "
+          f"saved to {args.output})")
+
+
+if __name__ == "__main__":
+    main()
