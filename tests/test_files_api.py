@@ -5,6 +5,7 @@ import hashlib
 import io
 import threading
 import urllib.parse
+import uuid as uuidlib
 
 import pytest
 import requests
@@ -21,7 +22,6 @@ X_DSS = ["X-DSS-CREATOR-UID", "X-DSS-VERSION", "X-DSS-CONTENT-TYPE", "X-DSS-SIZE
 
 def _put_new(api, stager, replica, data=b"hello world\n", content_type="text/plain", uuid=None, version=None,
              **stage_kwargs):
-    import uuid as uuidlib
     uuid = uuid or str(uuidlib.uuid4())
     version = version or new_version()
     source = stager.stage(replica, data, content_type=content_type, **stage_kwargs)
@@ -235,16 +235,22 @@ def test_racing_creates_have_one_winner(api, stager, replica, new_uuid, request)
     assert winner.json() == {"version": version}
 
 
+def _stage_in_parts(s3, bucket: str, data: bytes, *, part_size: int) -> str:
+    """Upload with boto3 in parts of part_size (multipart above one part), with the four checksum tags."""
+    key = f"{uuidlib.uuid4()}/staged-in-parts.bin"
+    s3.upload_fileobj(io.BytesIO(data), bucket, key, Config=TransferConfig(
+        multipart_threshold=part_size + 1, multipart_chunksize=part_size))
+    s3.put_object_tagging(Bucket=bucket, Key=key, Tagging={"TagSet": [
+        {"Key": f"hca-dss-{k}", "Value": v} for k, v in compute_checksums_of_bytes(data).as_dict().items()]})
+    return key
+
+
 @pytest.mark.slow
 def test_large_file_is_copied_in_parts(api, s3, settings, new_uuid, version, replicas):
     """A file above one 64 MiB part, staged as the hca client stages it, is copied server side in parts."""
     data = bytes(range(256)) * (130 * MiB // 256)
     c = compute_checksums_of_bytes(data)
-    key = f"{new_uuid()}/large.bin"
-    s3.upload_fileobj(io.BytesIO(data), settings.s3_staging_bucket, key, Config=TransferConfig(
-        multipart_threshold=64 * MiB + 1, multipart_chunksize=64 * MiB))
-    s3.put_object_tagging(Bucket=settings.s3_staging_bucket, Key=key, Tagging={
-        "TagSet": [{"Key": f"hca-dss-{k}", "Value": v} for k, v in c.as_dict().items()]})
+    key = _stage_in_parts(s3, settings.s3_staging_bucket, data, part_size=64 * MiB)
     assert c.s3_etag.endswith("-3")
     uuid = new_uuid()
     r = api.put_file(uuid, version, f"s3://{settings.s3_staging_bucket}/{key}")
@@ -260,25 +266,13 @@ def test_large_file_is_copied_in_parts(api, s3, settings, new_uuid, version, rep
 @pytest.mark.slow
 def test_large_file_staged_in_other_parts_is_422(api, s3, settings, new_uuid, version):
     """The store's multipart ETag cannot vouch for bytes staged in 8 MiB parts (the original's 422 too)."""
-    data = b"\x01" * (70 * MiB)
-    c = compute_checksums_of_bytes(data)
-    key = f"{new_uuid()}/odd-parts.bin"
-    s3.upload_fileobj(io.BytesIO(data), settings.s3_staging_bucket, key, Config=TransferConfig(
-        multipart_threshold=8 * MiB, multipart_chunksize=8 * MiB))
-    s3.put_object_tagging(Bucket=settings.s3_staging_bucket, Key=key, Tagging={
-        "TagSet": [{"Key": f"hca-dss-{k}", "Value": v} for k, v in c.as_dict().items()]})
+    key = _stage_in_parts(s3, settings.s3_staging_bucket, b"\x01" * (70 * MiB), part_size=8 * MiB)
     assert_problem(api.put_file(new_uuid(), version, f"s3://{settings.s3_staging_bucket}/{key}"), 422,
                    "missing_checksum")
 
 
 def test_small_file_staged_in_parts_is_verified_from_its_bytes(api, s3, settings, new_uuid, version):
     """boto3 stages files over 8 MiB in parts; below 64 MiB the DSS recomputes the single-part ETag."""
-    data = b"\x02" * (9 * MiB)
-    c = compute_checksums_of_bytes(data)
-    key = f"{new_uuid()}/nine.bin"
-    s3.upload_fileobj(io.BytesIO(data), settings.s3_staging_bucket, key, Config=TransferConfig(
-        multipart_threshold=5 * MiB, multipart_chunksize=5 * MiB))
-    s3.put_object_tagging(Bucket=settings.s3_staging_bucket, Key=key, Tagging={
-        "TagSet": [{"Key": f"hca-dss-{k}", "Value": v} for k, v in c.as_dict().items()]})
+    key = _stage_in_parts(s3, settings.s3_staging_bucket, b"\x02" * (9 * MiB), part_size=5 * MiB)
     r = api.put_file(new_uuid(), version, f"s3://{settings.s3_staging_bucket}/{key}")
     assert r.status_code == 201, r.text

@@ -127,7 +127,7 @@ def test_env_values(stack, env):
     assert env["AWS_ENDPOINT_URL_S3"] == f"http://127.0.0.1:{stack.ports['s3']}"
     for service in ("SQS", "SNS", "DYNAMODB", "SECRETS_MANAGER", "SFN", "STS"):
         assert env[f"AWS_ENDPOINT_URL_{service}"] == f"http://127.0.0.1:{stack.ports['moto']}"
-    assert "dev@example.org" in env["ADMIN_USER_EMAILS"].split(",") or os.environ.get("DSS_LOCAL_DEV_EMAIL")
+    assert (os.environ.get("DSS_LOCAL_DEV_EMAIL") or "dev@example.org") in env["ADMIN_USER_EMAILS"].split(",")
     assert "AWS_PROFILE" not in env
     assert pathlib.Path(env["GOOGLE_APPLICATION_CREDENTIALS"]).is_file()
     assert env["DSS_LOCAL_DIR"] == str(stack.root)
@@ -157,7 +157,7 @@ def test_buckets_exist_on_both_replicas(env):
     gcs = gcs_client(env)
     for var in GS_BUCKET_VARS:
         assert gcs.lookup_bucket(env[var]) is not None, env[var]
-    assert env["DSS_S3_BUCKET"] == "dss-primary-local" or os.environ.get("DSS_S3_BUCKET")
+    assert env["DSS_S3_BUCKET"] == (os.environ.get("DSS_S3_BUCKET") or "dss-primary-local")
 
 
 def test_s3_round_trip(env):
@@ -222,7 +222,7 @@ def test_search_answers(env):
     assert requests.get(env["DSS_ES_ENDPOINT"] + "/", timeout=10).ok
 
 
-def test_token_verifies_against_served_jwks(stack, env):
+def test_token_verifies_against_served_jwks(stack, env, tmp_path):
     email_claim, group_claim = "https://example.org/email", "https://example.org/group"
     token = issuer.mint_token(stack.root, "someone@example.org", "hca", audience="https://aud.example/",
                               issuer=env["OPENID_PROVIDER"], email_claim=email_claim, group_claim=group_claim)
@@ -239,7 +239,7 @@ def test_token_verifies_against_served_jwks(stack, env):
     assert claims["scope"] == ["email", "openid", "offline_access"]
     assert claims["exp"] - claims["iat"] == 3600
     # A token signed by another key does not verify.
-    other = issuer.ensure_key(stack.root / "other-issuer")
+    other = issuer.ensure_key(tmp_path / "other-issuer")
     forged = jwt.encode({"sub": "x", "aud": "https://aud.example/"}, other, algorithm="RS256", headers={"kid": kid})
     with pytest.raises(jwt.InvalidSignatureError):
         jwt.decode(forged, key, algorithms=["RS256"], audience="https://aud.example/")
@@ -251,7 +251,7 @@ def test_dev_token_script(stack, env, tmp_path):
                          capture_output=True, text=True, check=True)
     claims = jwt.decode(out.stdout.strip(), options={"verify_signature": False})
     assert claims["iss"] == env["OPENID_PROVIDER"]
-    assert claims["email"] == os.environ.get("DSS_LOCAL_DEV_EMAIL", "dev@example.org")
+    assert claims["email"] == (os.environ.get("DSS_LOCAL_DEV_EMAIL") or "dev@example.org")
     failed = subprocess.run([sys.executable, str(script), "--root", str(tmp_path / "never-started")],
                             capture_output=True, text=True)
     assert failed.returncode != 0

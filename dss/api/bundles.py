@@ -1,22 +1,8 @@
-"""/bundles: built in a later issue."""
-from ..errors import not_implemented
+"""/bundles: built with bundles and collections."""
+from ..errors import not_built
 
-
-def get(**_):
-    raise not_implemented("GET /bundles/{uuid}")
-
-
-def put(**_):
-    raise not_implemented("PUT /bundles/{uuid}")
-
-
-def patch(**_):
-    raise not_implemented("PATCH /bundles/{uuid}")
-
-
-def delete(**_):
-    raise not_implemented("DELETE /bundles/{uuid}")
-
-
-def enumerate(**_):
-    raise not_implemented("GET /bundles/all")
+get = not_built("GET /bundles/{uuid}")
+put = not_built("PUT /bundles/{uuid}")
+patch = not_built("PATCH /bundles/{uuid}")
+delete = not_built("DELETE /bundles/{uuid}")
+enumerate = not_built("GET /bundles/all")

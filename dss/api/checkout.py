@@ -1,10 +1,5 @@
-"""Bundle checkout: built in a later issue."""
-from ..errors import not_implemented
+"""Bundle checkout: built with replication and checkout."""
+from ..errors import not_built
 
-
-def post(**_):
-    raise not_implemented("Bundle checkout")
-
-
-def get(**_):
-    raise not_implemented("Bundle checkout status")
+post = not_built("POST /bundles/{uuid}/checkout")
+get = not_built("GET /bundles/checkout/{checkout_job_id}")

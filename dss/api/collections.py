@@ -1,22 +1,8 @@
-"""Collections: built in a later issue."""
-from ..errors import not_implemented
+"""Collections: built with bundles and collections."""
+from ..errors import not_built
 
-
-def list_collections(**_):
-    raise not_implemented("GET /collections")
-
-
-def put(**_):
-    raise not_implemented("PUT /collections")
-
-
-def get(**_):
-    raise not_implemented("GET /collections/{uuid}")
-
-
-def patch(**_):
-    raise not_implemented("PATCH /collections/{uuid}")
-
-
-def delete(**_):
-    raise not_implemented("DELETE /collections/{uuid}")
+list_collections = not_built("GET /collections")
+put = not_built("PUT /collections")
+get = not_built("GET /collections/{uuid}")
+patch = not_built("PATCH /collections/{uuid}")
+delete = not_built("DELETE /collections/{uuid}")

@@ -1,10 +1,5 @@
-"""Events: built in a later issue."""
-from ..errors import not_implemented
+"""Events: built with indexing and notifications."""
+from ..errors import not_built
 
-
-def list_events(**_):
-    raise not_implemented("GET /events")
-
-
-def get(**_):
-    raise not_implemented("GET /events/{uuid}")
+list_events = not_built("GET /events")
+get = not_built("GET /events/{uuid}")

@@ -1,6 +1,4 @@
-"""POST /search: built with indexing (a later issue)."""
-from ..errors import not_implemented
+"""POST /search: built with indexing."""
+from ..errors import not_built
 
-
-def post(**_):
-    raise not_implemented("Search")
+post = not_built("POST /search")

@@ -1,18 +1,7 @@
-"""Subscriptions: built in a later issue."""
-from ..errors import not_implemented
+"""Subscriptions: built with indexing and notifications."""
+from ..errors import not_built
 
-
-def find(**_):
-    raise not_implemented("GET /subscriptions")
-
-
-def put(**_):
-    raise not_implemented("PUT /subscriptions")
-
-
-def get(**_):
-    raise not_implemented("GET /subscriptions/{uuid}")
-
-
-def delete(**_):
-    raise not_implemented("DELETE /subscriptions/{uuid}")
+find = not_built("GET /subscriptions")
+put = not_built("PUT /subscriptions")
+get = not_built("GET /subscriptions/{uuid}")
+delete = not_built("DELETE /subscriptions/{uuid}")

@@ -589,7 +589,7 @@ class LocalStack:
             f"Search      {self.url('search')}  (osmem-server)",
             f"Issuer      {self.url('issuer')}/  (development OpenID issuer; token: python scripts/dev_token.py)",
             f"Logs        {self.logs_dir}",
-            f"Environment source {self.env_file}",
+            f"Environment source {self.env_file}   (sets the endpoints, credentials and bucket names)",
         ]
         return "\n".join(lines)
 
@@ -691,7 +691,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m dss.local.stack", description=__doc__.split("\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
     run_parser = commands.add_parser("run", help="start the stack and wait; Ctrl-C stops it")
-    run_parser.add_argument("--root", type=pathlib.Path, default=pathlib.Path(os.environ.get("DSS_LOCAL_DIR") or ".local"),
+    run_parser.add_argument("--root", type=pathlib.Path,
+                            default=pathlib.Path(os.environ.get("DSS_LOCAL_DIR") or ".local"),
                             help="directory for data, logs, keys and the env file (default: $DSS_LOCAL_DIR or .local)")
     run_parser.add_argument("--no-api", action="store_true", help="start only the servers, not the API")
     args = parser.parse_args(argv)
