@@ -1,7 +1,6 @@
 """The DSS API as a connexion app: dss-api.yml is the routing table and the validator."""
 from __future__ import annotations
 
-import copy
 import json
 import logging
 import pathlib
@@ -16,6 +15,7 @@ from jsonschema import Draft4Validator
 from starlette.exceptions import HTTPException
 
 from . import api
+from .auth import register_verifier
 from .config import Settings
 from .errors import PROBLEM_JSON, DSSError, problem_body
 from .identifiers import is_version
@@ -35,9 +35,12 @@ def _dss_version_format(value) -> bool:
     return not isinstance(value, str) or is_version(value)
 
 
-def load_spec(settings: Settings) -> dict:
+def load_spec(settings: Settings, token_info_func: str | None = None) -> dict:
     spec = yaml.safe_load(SPEC_PATH.read_text())
-    spec = copy.deepcopy(spec)
+    if token_info_func:
+        for scheme in spec.get("securityDefinitions", {}).values():
+            if "x-tokenInfoFunc" in scheme:
+                scheme["x-tokenInfoFunc"] = token_info_func
     if settings.api_domain_name:
         spec["host"] = settings.api_domain_name
         spec["schemes"] = ["https"]
@@ -90,9 +93,9 @@ def _unhandled(request, exc: Exception):
 
 def create_app(settings: Settings | None = None) -> connexion.FlaskApp:
     settings = settings or Settings.from_env()
-    api.configure(settings)
     app = connexion.FlaskApp(__name__, specification_dir=str(SPEC_PATH.parent))
-    app.add_api(load_spec(settings), strict_validation=True, validate_responses=False,
+    context = app.app.extensions["dss"] = api.configure(settings)
+    app.add_api(load_spec(settings, register_verifier(context.verifier)), strict_validation=True, validate_responses=False,
                 swagger_ui_options=connexion.options.SwaggerUIOptions(swagger_ui=True))
     app.add_error_handler(DSSError, _dss_error)
     app.add_error_handler(ProblemException, _connexion_problem)

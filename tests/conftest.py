@@ -44,6 +44,16 @@ def replicas(settings) -> Replicas:
     return Replicas(settings)
 
 
+@pytest.fixture
+def in_process(stack):
+    """A second app in this process, with other settings, on the same servers: a client for it."""
+    from dss.app import create_app
+
+    def make(**overrides):
+        return create_app(Settings(**{**Settings.from_env(stack.env()).__dict__, **overrides})).test_client()
+    return make
+
+
 @pytest.fixture(scope="session")
 def api(stack, settings) -> ApiClient:
     return ApiClient(stack.env()["DSS_API_URL"].rstrip("/"), stack, settings)

@@ -5,8 +5,7 @@ import pytest
 import yaml
 from openapi_spec_validator import validate
 
-from dss.app import SPEC_PATH, create_app
-from dss.config import Settings
+from dss.app import SPEC_PATH
 
 from .helpers import assert_problem
 
@@ -84,14 +83,6 @@ def test_validation_runs_before_501(api):
 def test_unknown_query_parameters_are_rejected(api):
     r = api.request("GET", f"/v1/files/{UUID}", params={"replica": "aws", "colour": "blue"})
     assert_problem(r, 400, "illegal_arguments")
-
-
-@pytest.fixture
-def in_process(stack):
-    """A second app in this process, with other settings, on the same servers."""
-    def make(**overrides):
-        return create_app(Settings(**{**Settings.from_env(stack.env()).__dict__, **overrides})).test_client()
-    return make
 
 
 def test_read_only_mode_rejects_writes(in_process, api, stager):

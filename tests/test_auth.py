@@ -103,3 +103,26 @@ def test_missing_email_claim(api, put_with):
 def test_reads_need_no_token(api, new_uuid):
     r = api.request("HEAD", f"/v1/files/{new_uuid()}", params={"replica": "aws"})
     assert r.status_code == 404
+
+
+def test_google_service_account_tokens(api, in_process, stager, new_uuid, version):
+    """A service account of an authorized domain signs its own tokens (iss == sub); its JWKS is per account."""
+    from dss.local.issuer import mint_token
+    s = api.settings
+    account = "uploader@dss-test.iam.gserviceaccount.com"
+    # The development issuer's JWKS stands in for Google's per-account JWKS endpoint.
+    jwks = s.openid_provider.rstrip("/") + "/.well-known/jwks.json?account={email}"
+    token = mint_token(api.stack.root, account, "hca", audience=s.oidc_audience[0], issuer=account,
+                       email_claim=s.email_claim, group_claim=s.group_claim, extra_claims={"sub": account})
+    source = stager.stage("aws", b"service account")
+
+    def put(client):
+        return client.put(f"/v1/files/{new_uuid()}", params={"version": version}, headers=_bearer(token),
+                          json={"source_url": source, "creator_uid": 1})
+
+    trusted = in_process(authorized_domains=("dss-test.iam.gserviceaccount.com",), service_account_jwks_url=jwks)
+    untrusted = in_process(authorized_domains=("elsewhere.iam.gserviceaccount.com",),
+                           service_account_jwks_url=jwks)
+    assert put(trusted).status_code == 201  # built first: each app checks tokens with its own settings
+    r = put(untrusted)
+    assert (r.status_code, r.json()["code"]) == (403, "Forbidden")

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import flask
 from connexion.context import context as request_context
 
 from ..auth import TokenVerifier, require_group
@@ -22,12 +23,16 @@ _context: AppContext | None = None
 
 
 def configure(settings: Settings) -> AppContext:
+    """A new context; the latest one is also the default outside a Flask app (token checks run before Flask)."""
     global _context
     _context = AppContext(settings, Replicas(settings), TokenVerifier(settings))
     return _context
 
 
 def context() -> AppContext:
+    """The context of the app serving this request: each app built by create_app carries its own."""
+    if flask.has_app_context() and "dss" in flask.current_app.extensions:
+        return flask.current_app.extensions["dss"]
     if _context is None:
         return configure(Settings.from_env())
     return _context
