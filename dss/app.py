@@ -101,6 +101,9 @@ def create_app(settings: Settings | None = None) -> connexion.FlaskApp:
     app.add_error_handler(ProblemException, _connexion_problem)
     app.add_error_handler(HTTPException, _http_exception)
     app.add_error_handler(Exception, _unhandled)
+    # Manifests of thousands of files: no indentation, and fields in the order they were built.
+    app.app.json.compact = True
+    app.app.json.sort_keys = False
     _add_plain_routes(app.app, settings)
     return app
 

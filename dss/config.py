@@ -26,6 +26,8 @@ class Settings:
     signed_url_ttl: int = 3600
     multipart_threshold: int = 64 * 1024 * 1024
     copy_concurrency: int = 8
+    bundle_lookup_concurrency: int = 64
+    bundle_file_wait_seconds: float = 15.0
     openid_provider: str = "https://humancellatlas.auth0.com/"
     oidc_audience: tuple[str, ...] = ("https://dev.data.humancellatlas.org/",)
     group_claim: str = "https://auth.data.humancellatlas.org/group"
@@ -33,6 +35,7 @@ class Settings:
     authorized_domains: tuple[str, ...] = ()
     service_account_jwks_url: str = "https://www.googleapis.com/service_accounts/v1/jwk/{email}"
     admin_emails: frozenset[str] = field(default_factory=frozenset)
+    collections_table: str = "dss-collections-local"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
@@ -58,6 +61,10 @@ class Settings:
             signed_url_ttl=int(get("DSS_SIGNED_URL_TTL_SECONDS", str(defaults.signed_url_ttl))),
             multipart_threshold=int(get("DSS_MULTIPART_THRESHOLD", str(defaults.multipart_threshold))),
             copy_concurrency=int(get("DSS_COPY_CONCURRENCY", str(defaults.copy_concurrency))),
+            bundle_lookup_concurrency=int(get("DSS_BUNDLE_LOOKUP_CONCURRENCY",
+                                              str(defaults.bundle_lookup_concurrency))),
+            bundle_file_wait_seconds=float(get("DSS_BUNDLE_FILE_WAIT_SECONDS",
+                                               str(defaults.bundle_file_wait_seconds))),
             openid_provider=get("OPENID_PROVIDER", defaults.openid_provider),
             oidc_audience=_split(get("OIDC_AUDIENCE", ",".join(defaults.oidc_audience))),
             group_claim=get("OIDC_GROUP_CLAIM", defaults.group_claim),
@@ -65,4 +72,5 @@ class Settings:
             authorized_domains=_split(env.get("DSS_AUTHORIZED_DOMAINS", ""), None),
             service_account_jwks_url=get("DSS_SERVICE_ACCOUNT_JWKS_URL", defaults.service_account_jwks_url),
             admin_emails=frozenset(_split(env.get("ADMIN_USER_EMAILS", ""))),
+            collections_table=get("DSS_COLLECTIONS_TABLE", f"dss-collections-{stage}"),
         )

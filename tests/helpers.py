@@ -48,3 +48,31 @@ def assert_problem(response, status: int, code: str):
     assert isinstance(body["title"], str) and body["title"]
     assert "stacktrace" in body
     return body
+
+
+def seed_file_metadata(replicas, replica: str, count: int, *, version: str, prefix: str = "f") -> list[dict]:
+    """Write `count` file metadata documents straight into a replica (scale tests skip the per-file copy).
+
+    They are real objects in the real store, read back by the API exactly as files made by PUT /files are.
+    """
+    import concurrent.futures
+    import json
+    import uuid as uuidlib
+
+    from dss.checksums import compute_checksums_of_bytes
+    from dss.file_metadata import file_metadata_document
+    from dss.identifiers import file_key
+
+    rs = replicas[replica]
+    checksums = compute_checksums_of_bytes(b"seeded")
+    entries = [{"uuid": str(uuidlib.uuid4()), "version": version, "name": f"{prefix}{i:06d}.bin", "indexed": False}
+               for i in range(count)]
+    body = json.dumps(file_metadata_document(checksums, size=6, content_type="application/octet-stream",
+                                             creator_uid=1, version=version)).encode()
+
+    def write(entry):
+        rs.store.put(rs.bucket, file_key(entry["uuid"], version), body, content_type="application/json")
+
+    with concurrent.futures.ThreadPoolExecutor(32) as pool:
+        list(pool.map(write, entries))
+    return entries

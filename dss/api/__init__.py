@@ -1,6 +1,7 @@
 """HTTP handlers, named by the operationIds of dss-api.yml. They validate nothing the spec already declares."""
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 import flask
@@ -51,3 +52,14 @@ def authorize(groups: set[str]) -> dict:
 def assert_writable() -> None:
     if context().settings.read_only:
         raise DSSError(503, "read_only", "The DSS is currently read-only", headers={"Retry-After": "600"})
+
+
+def parse_retry_token(token: str) -> dict:
+    """The token of a checkout redirect (GET /files, GET /bundles): JSON with an `attempts` count."""
+    try:
+        parsed = json.loads(token)
+    except ValueError:
+        parsed = None
+    if not isinstance(parsed, dict) or "attempts" not in parsed:
+        raise DSSError(400, "illegal_token", "Could not parse the token.")
+    return parsed

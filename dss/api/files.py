@@ -1,10 +1,7 @@
 """HEAD, GET and PUT /files/{uuid}."""
 from __future__ import annotations
 
-import json
-
-from . import assert_writable, authorize, context
-from ..errors import DSSError
+from . import assert_writable, authorize, context, parse_retry_token
 from ..file_metadata import dss_headers
 from ..storage.files import blob_key_of, file_metadata, put_file
 
@@ -17,7 +14,7 @@ def head(uuid: str, replica: str, version: str | None = None):
 def get(uuid: str, replica: str, version: str | None = None, token: str | None = None, directurl: bool = False,
         content_disposition: str | None = None):
     if token is not None:
-        _parse_token(token)
+        parse_retry_token(token)
     ctx = context()
     document = file_metadata(ctx.replicas, replica, uuid, version)
     rs = ctx.replicas[replica]
@@ -36,13 +33,3 @@ def put(uuid: str, version: str, body: dict):
     status = put_file(context().replicas, uuid, version, body["source_url"], body["creator_uid"])
     return {"version": version}, status
 
-
-def _parse_token(token: str) -> dict:
-    """The retry token of a checkout redirect: JSON with an `attempts` count."""
-    try:
-        parsed = json.loads(token)
-    except ValueError:
-        parsed = None
-    if not isinstance(parsed, dict) or "attempts" not in parsed:
-        raise DSSError(400, "illegal_token", "Could not parse the token.")
-    return parsed

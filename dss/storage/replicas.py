@@ -40,7 +40,7 @@ class Replicas:
     @functools.cached_property
     def _s3(self) -> BlobStore:
         from .s3 import S3BlobStore
-        return S3BlobStore()
+        return S3BlobStore(max_pool_connections=max(64, self.settings.bundle_lookup_concurrency))
 
     @functools.cached_property
     def _gcs(self) -> BlobStore:
