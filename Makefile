@@ -7,8 +7,9 @@ STAMP := $(VENV)/.installed
 EMAIL ?= dev@example.org
 GROUP ?= hca
 PYTEST_ARGS ?=
+HCA_VENV ?= .hca-venv
 
-.PHONY: help setup run test token bench requirements spec-check clean-local
+.PHONY: help setup run test token bench requirements spec-check clean-local hca-cli hca-config
 
 help:
 	@echo "make run          set up, then start the local DSS (API on http://127.0.0.1:5000)"
@@ -16,6 +17,8 @@ help:
 	@echo "make token        print a development bearer token (EMAIL=... GROUP=...)"
 	@echo "make bench        measure the local stack (not part of the tests)"
 	@echo "make requirements regenerate the pinned requirements from the .in files"
+	@echo "make hca-cli      install the real hca CLI (hca 8.0.0) in its own virtualenv, $(HCA_VENV)"
+	@echo "make hca-config   configure it for the running local DSS: eval \"\$$(make -s hca-config)\""
 
 setup: $(STAMP)
 
@@ -41,6 +44,14 @@ bench: $(STAMP)
 
 spec-check: $(STAMP)
 	$(PY) -c "import yaml; from openapi_spec_validator import validate; validate(yaml.safe_load(open('dss-api.yml')))"
+
+# The real hca CLI pins PyJWT<2, so it gets its own virtualenv (see scripts/install_hca_cli.sh).
+hca-cli: $(STAMP)
+	bash scripts/install_hca_cli.sh $(HCA_VENV)
+
+# Prints the shell lines that point the hca CLI at the local DSS (run `make run` first).
+hca-config: $(STAMP)
+	@$(PY) scripts/hca_local_config.py --env-file $${DSS_LOCAL_DIR:-.local}/env --hca-venv $(HCA_VENV)
 
 requirements: $(STAMP)
 	$(VENV)/bin/uv pip compile --quiet --python-version 3.11 requirements.txt.in -o requirements.txt

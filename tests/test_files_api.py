@@ -44,8 +44,9 @@ def test_put_head_get_round_trip(api, stager, replica):
         "X-DSS-CONTENT-TYPE": content_type, "X-DSS-SIZE": str(len(data)),
         "X-DSS-CRC32C": "f0ff7292", "X-DSS-S3-ETAG": c.s3_etag, "X-DSS-SHA1": c.sha1, "X-DSS-SHA256": c.sha256}
 
+    assert head.content == b"" and head.headers.get("Content-Length") in (None, "0")
     get = api.request("GET", f"/v1/files/{uuid}", params={"replica": replica, "version": version})
-    assert get.status_code == 302
+    assert get.status_code == 302 and get.content == b""
     assert get.headers["X-DSS-SHA256"] == c.sha256
     fetched = requests.get(get.headers["Location"], timeout=30)
     assert fetched.status_code == 200 and fetched.content == data

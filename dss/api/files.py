@@ -1,6 +1,8 @@
 """HEAD, GET and PUT /files/{uuid}."""
 from __future__ import annotations
 
+import flask
+
 from . import assert_writable, authorize, context, parse_retry_token
 from ..file_metadata import dss_headers
 from ..storage.files import blob_key_of, file_metadata, put_file
@@ -8,7 +10,7 @@ from ..storage.files import blob_key_of, file_metadata, put_file
 
 def head(uuid: str, replica: str, version: str | None = None):
     document = file_metadata(context().replicas, replica, uuid, version)
-    return "", 200, dss_headers(document)
+    return flask.Response(status=200, headers=dss_headers(document))
 
 
 def get(uuid: str, replica: str, version: str | None = None, token: str | None = None, directurl: bool = False,
@@ -24,7 +26,7 @@ def get(uuid: str, replica: str, version: str | None = None, token: str | None =
     else:
         location = rs.store.signed_url(rs.bucket, key, ttl=ctx.settings.signed_url_ttl,
                                        content_disposition=content_disposition)
-    return "", 302, {"Location": location, **dss_headers(document)}
+    return flask.Response(status=302, headers={"Location": location, **dss_headers(document)})
 
 
 def put(uuid: str, version: str, body: dict):
