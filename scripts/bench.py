@@ -5,6 +5,9 @@ operation on the same server. Not a test: it asserts nothing about time.
   GET /files redirects per second      vs raw HEAD requests per second on the same object store
   PUT /files of 1 KiB files per second vs raw server-side copies per second
   the API's peak RSS while it ingests a 1 GiB file
+  PUT /bundles of 100, 1,000 and 10,000 files vs raw GETs of the same file metadata (the lookups it makes)
+  GET /bundles paging through 10,000 files  vs raw GETs of the manifest object, once per page
+  GET /bundles/all over 10,000 bundles      vs a raw listing of the same keys
 """
 from __future__ import annotations
 
@@ -26,7 +29,8 @@ from boto3.s3.transfer import TransferConfig
 
 from dss.checksums import MiB, Checksummer, compute_checksums_of_bytes
 from dss.config import Settings
-from dss.identifiers import new_version
+from dss.file_metadata import file_metadata_document
+from dss.identifiers import file_key, new_version
 from dss.local.issuer import mint_token
 from dss.local.stack import PUBLIC_PORTS, LocalStack, free_ports
 from dss.storage.replicas import Replicas
@@ -145,6 +149,85 @@ class Bench:
                 "ingest seconds": seconds, "ingest MB/s": size / seconds / 1e6}
 
 
+    def seed(self, replica: str, keys_and_bodies) -> None:
+        rs = self.replicas[replica]
+        with ThreadPoolExecutor(32) as pool:
+            list(pool.map(lambda kb: rs.store.put(rs.bucket, kb[0], kb[1], content_type="application/json"),
+                          keys_and_bodies))
+
+    def bundle_puts(self, sizes=(100, 1000, 10000)) -> dict:
+        rs = self.replicas["aws"]
+        version = new_version()
+        body = json.dumps(file_metadata_document(compute_checksums_of_bytes(b"x"), size=1, creator_uid=0,
+                                                 content_type="application/octet-stream", version=version)).encode()
+        results = {}
+        for size in sizes:
+            files = [{"uuid": str(uuid.uuid4()), "version": version, "name": f"f{i}", "indexed": False}
+                     for i in range(size)]
+            self.seed("aws", [(file_key(f["uuid"], version), body) for f in files])
+            start = time.perf_counter()
+            r = self.http.put(f"{self.api}/v1/bundles/{uuid.uuid4()}", params={"replica": "aws", "version": version},
+                              headers={"Authorization": f"Bearer {self.token}"},
+                              json={"files": files, "creator_uid": 0}, timeout=600)
+            seconds = time.perf_counter() - start
+            assert r.status_code == 201, r.text[:300]
+            raw = len(files) / rate(lambda i: rs.store.get(rs.bucket, file_key(files[i]["uuid"], version)),
+                                    len(files), self.settings.bundle_lookup_concurrency)
+            results[f"PUT {size} files s"] = seconds
+            results[f"raw {size} GETs s"] = raw
+            results[f"ratio {size}"] = raw / seconds
+        return results
+
+    def bundle_paging(self, size=10000, per_page=500) -> dict:
+        rs = self.replicas["aws"]
+        version = new_version()
+        body = json.dumps(file_metadata_document(compute_checksums_of_bytes(b"x"), size=1, creator_uid=0,
+                                                 content_type="application/octet-stream", version=version)).encode()
+        files = [{"uuid": str(uuid.uuid4()), "version": version, "name": f"f{i}", "indexed": False}
+                 for i in range(size)]
+        self.seed("aws", [(file_key(f["uuid"], version), body) for f in files])
+        bundle = str(uuid.uuid4())
+        r = self.http.put(f"{self.api}/v1/bundles/{bundle}", params={"replica": "aws", "version": version},
+                          headers={"Authorization": f"Bearer {self.token}"}, json={"files": files, "creator_uid": 0},
+                          timeout=600)
+        assert r.status_code == 201
+        start, url, pages = time.perf_counter(), f"{self.api}/v1/bundles/{bundle}?replica=aws&per_page={per_page}", 0
+        while url:
+            r = self.http.get(url, timeout=60)
+            pages += 1
+            link = r.headers.get("Link")
+            url = link[link.index("<") + 1:link.index(">")] if link else None
+        seconds = time.perf_counter() - start
+        key = f"bundles/{bundle}.{version}"
+        raw_start = time.perf_counter()
+        for _ in range(pages):
+            rs.store.get(rs.bucket, key)
+        raw = time.perf_counter() - raw_start
+        return {"pages": pages, "GET all pages s": seconds, "raw manifest GETs s": raw, "ratio": raw / seconds}
+
+    def bundles_all(self, count=10000, per_page=500) -> dict:
+        rs = self.replicas["aws"]
+        prefix = uuid.uuid4().hex[:6]
+        version = new_version()
+        manifest = json.dumps({"format": "0.0.1", "version": version, "files": [], "creator_uid": 0}).encode()
+        uuids = [f"{prefix}{uuid.uuid4().hex[6:8]}-{str(uuid.uuid4())[9:]}" for _ in range(count)]
+        self.seed("aws", [(f"bundles/{u}.{version}", manifest) for u in uuids])
+        start, listed = time.perf_counter(), 0
+        url = f"{self.api}/v1/bundles/all?replica=aws&prefix={prefix}&per_page={per_page}"
+        while url:
+            r = self.http.get(url, timeout=120)
+            listed += len(r.json()["bundles"])
+            link = r.headers.get("Link")
+            url = link[link.index("<") + 1:link.index(">")] if link else None
+        seconds = time.perf_counter() - start
+        assert listed == count, listed
+        raw_start = time.perf_counter()
+        raw_count = sum(1 for _ in rs.store.list(rs.bucket, f"bundles/{prefix}", page_size=per_page))
+        raw = time.perf_counter() - raw_start
+        assert raw_count == count
+        return {"bundles": count, "GET /bundles/all s": seconds, "raw listing s": raw, "ratio": raw / seconds}
+
+
 class RepeatingReader(io.RawIOBase):
     """`size` bytes made of one block repeated: a large upload that never sits in memory."""
 
@@ -186,6 +269,8 @@ def main() -> None:
                              "connections one at a time and collapses beyond 2 concurrent clients")
     parser.add_argument("--large-mib", type=int, default=1024, help="size of the large ingest in MiB")
     parser.add_argument("--output", default=".bench/results.json")
+    parser.add_argument("--only", nargs="*", choices=["files", "bundles"], default=["files", "bundles"],
+                        help="which groups of figures to measure")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     results: dict = {}
@@ -193,11 +278,16 @@ def main() -> None:
         with LocalStack(pathlib.Path(root), ports=free_ports(PUBLIC_PORTS)) as stack:
             os.environ.update(stack.env())
             bench = Bench(stack, args.count, args.concurrency)
-            for replica in ("aws", "gcp"):
-                bench.concurrency = args.concurrency if replica == "aws" else args.gcp_concurrency
-                results[f"redirects {replica}"] = bench.redirects(replica)
-                results[f"small PUTs {replica}"] = bench.small_puts(replica)
-            results["large ingest aws"] = bench.large_ingest_rss(args.large_mib * MiB)
+            if "files" in args.only:
+                for replica in ("aws", "gcp"):
+                    bench.concurrency = args.concurrency if replica == "aws" else args.gcp_concurrency
+                    results[f"redirects {replica}"] = bench.redirects(replica)
+                    results[f"small PUTs {replica}"] = bench.small_puts(replica)
+                results["large ingest aws"] = bench.large_ingest_rss(args.large_mib * MiB)
+            if "bundles" in args.only:
+                results["bundle PUT aws"] = bench.bundle_puts()
+                results["bundle paging aws"] = bench.bundle_paging()
+                results["bundles/all aws"] = bench.bundles_all()
     pathlib.Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     pathlib.Path(args.output).write_text(json.dumps(results, indent=2))
     for name, figures in results.items():
