@@ -40,7 +40,8 @@ def test_proxy_event_matches_http(lambda_handler, api):
     for method, path, query in [("HEAD", f"/v1/files/{UUID}", {"replica": "aws"}),
                                 ("GET", f"/v1/files/{UUID}", {"replica": "gcp"}),
                                 ("GET", f"/v1/files/{UUID}", {}),
-                                ("GET", "/v1/bundles/all", {"replica": "aws"})]:
+                                ("GET", f"/v1/bundles/{UUID}", {"replica": "aws"}),
+                                ("GET", "/v1/bundles/all", {"replica": "aws", "prefix": "!"})]:
         over_http = api.request(method, path, params=query)
         via_lambda = lambda_handler(proxy_event(method, path, query), None)
         assert via_lambda["statusCode"] == over_http.status_code, (method, path)

@@ -39,6 +39,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from dss.local import issuer
+from dss.storage.collection_owners import ensure_table
 
 logger = logging.getLogger(__name__)
 
@@ -262,6 +263,10 @@ class LocalStack:
     def buckets(self) -> dict[str, str]:
         return {var: self._setting(var, f"{prefix}-{STAGE}") for var, prefix in BUCKET_VARS.items()}
 
+    @property
+    def collections_table(self) -> str:
+        return self._setting("DSS_COLLECTIONS_TABLE", f"dss-collections-{STAGE}")
+
     def _admin_emails(self) -> str:
         emails = [self._setting("DSS_LOCAL_DEV_EMAIL", "dev@example.org")]
         emails += self._setting("ADMIN_USER_EMAILS", "").split(",")
@@ -316,6 +321,7 @@ class LocalStack:
             "OPENID_PROVIDER": self.url("issuer") + "/",
             "DSS_LOCAL_ISSUER_DIR": str(self.issuer_dir),
             "ADMIN_USER_EMAILS": self._admin_emails(),
+            "DSS_COLLECTIONS_TABLE": self.collections_table,
             **self.buckets,
         }
         # Extra variables pass through; the computed ones already honour extra_env where it applies.
@@ -354,6 +360,7 @@ class LocalStack:
                 self._wait_ready(child, probe)
             self._configure_moto()
             self._create_buckets()
+            self._create_tables()
             if self.with_api:
                 self._wait_ready(self._spawn_api(), self._api_ready)
             self._write_env_file()
@@ -560,6 +567,13 @@ class LocalStack:
         except Exception as e:
             raise self._child("gcs").failure(f"could not create buckets {gs_names}: {e}") from e
 
+    def _create_tables(self) -> None:
+        try:
+            if ensure_table(self.aws_client("dynamodb"), self.collections_table):
+                logger.info("Created DynamoDB table %s", self.collections_table)
+        except Exception as e:
+            raise self._child("moto").failure(f"could not create table {self.collections_table}: {e}") from e
+
     # --- clients -----------------------------------------------------------------------------------
 
     def s3_client(self, *, timeouts: bool = False):
@@ -569,6 +583,12 @@ class LocalStack:
         return boto3.session.Session().client(
             "s3", endpoint_url=self.url("s3"), region_name=REGION,
             aws_access_key_id=ACCESS_KEY, aws_secret_access_key=SECRET_KEY, config=config)
+
+    def aws_client(self, service: str):
+        """A client of one of the AWS services moto serves."""
+        return boto3.session.Session().client(
+            service, endpoint_url=self.url("moto"), region_name=REGION,
+            aws_access_key_id=ACCESS_KEY, aws_secret_access_key=SECRET_KEY)
 
     def gcs_client(self):
         from google.auth.credentials import AnonymousCredentials

@@ -1,0 +1,132 @@
+"""Which collection versions each owner has: a DynamoDB table, so that listing never scans the buckets.
+
+One item per collection version: hash key `owner` (the email), sort key `uuid_version` (`"{uuid}.{version}"`).
+Items are only ever created (conditionally, never overwritten) and deleted when their collection is deleted.
+The collection documents in the buckets stay the authority on ownership; this table is an index of them.
+"""
+from __future__ import annotations
+
+import functools
+import itertools
+import logging
+import time
+
+import boto3
+
+logger = logging.getLogger(__name__)
+
+HASH_KEY = "owner"
+SORT_KEY = "uuid_version"
+BATCH_WRITE_LIMIT = 25  # DynamoDB's maximum per BatchWriteItem
+UNPROCESSED_RETRIES = 8
+
+
+@functools.cache
+def dynamodb():
+    """One client per process (clients are thread-safe); AWS_ENDPOINT_URL_DYNAMODB points it at a local server."""
+    return boto3.client("dynamodb")
+
+
+def ensure_table(client, name: str) -> bool:
+    """Create the table if it is missing (on-demand capacity). True if it was created now."""
+    try:
+        client.describe_table(TableName=name)
+        return False
+    except client.exceptions.ResourceNotFoundException:
+        pass
+    try:
+        client.create_table(
+            TableName=name, BillingMode="PAY_PER_REQUEST",
+            AttributeDefinitions=[{"AttributeName": HASH_KEY, "AttributeType": "S"},
+                                  {"AttributeName": SORT_KEY, "AttributeType": "S"}],
+            KeySchema=[{"AttributeName": HASH_KEY, "KeyType": "HASH"},
+                       {"AttributeName": SORT_KEY, "KeyType": "RANGE"}])
+    except client.exceptions.ResourceInUseException:
+        return False  # created by a racing caller
+    client.get_waiter("table_exists").wait(TableName=name)
+    return True
+
+
+class CollectionOwners:
+    def __init__(self, table: str, client=None):
+        self.table = table
+        self.client = client or dynamodb()
+
+    def add(self, owner: str, uuid: str, version: str) -> None:
+        """Register a version; registering it again is a no-op (the condition keeps the first item)."""
+        try:
+            self.client.put_item(TableName=self.table, Item=self._key(owner, f"{uuid}.{version}"),
+                                 ConditionExpression="attribute_not_exists(#s)",
+                                 ExpressionAttributeNames={"#s": SORT_KEY})
+        except self.client.exceptions.ConditionalCheckFailedException:
+            pass
+
+    def page(self, owner: str, start_at: int, per_page: int) -> tuple[list[tuple[str, str]], bool]:
+        """Entries start_at .. start_at+per_page-1 of the owner's (uuid, version) pairs in key order, and whether
+        more follow. Skipped entries are only counted (Select=COUNT), never returned, so memory stays O(per_page).
+        """
+        start_key, exhausted = self._skip(owner, start_at)
+        if exhausted:
+            return [], False
+        # One entry more than asked for tells whether another page follows, so no page is ever empty.
+        items = list(itertools.islice(self._all(owner, start_key, Limit=per_page + 1), per_page + 1))
+        entries = [tuple(item[SORT_KEY]["S"].split(".", 1)) for item in items[:per_page]]
+        return entries, len(items) > per_page
+
+    def remove_uuid(self, owner: str, uuid: str) -> int:
+        """Delete every version of `uuid` registered to `owner`; returns how many there were."""
+        keys = [self._key(owner, item[SORT_KEY]["S"])
+                for item in self._all(owner, None, prefix=f"{uuid}.", ProjectionExpression="#s")]
+        for start in range(0, len(keys), BATCH_WRITE_LIMIT):
+            self._delete_batch(keys[start:start + BATCH_WRITE_LIMIT])
+        logger.info("removed %d owner entries of collection %s", len(keys), uuid)
+        return len(keys)
+
+    # --- helpers -----------------------------------------------------------------------------------
+
+    @staticmethod
+    def _key(owner: str, uuid_version: str) -> dict:
+        return {HASH_KEY: {"S": owner}, SORT_KEY: {"S": uuid_version}}
+
+    def _query(self, owner: str, *, prefix: str | None = None, **kwargs) -> dict:
+        """One page of the owner's items, optionally only those whose sort key starts with `prefix`."""
+        condition, values = "#h = :h", {":h": {"S": owner}}
+        if prefix is not None:
+            condition, values[":prefix"] = condition + " AND begins_with(#s, :prefix)", {"S": prefix}
+        # DynamoDB refuses attribute names that no expression uses.
+        names = {"#h": HASH_KEY, **({"#s": SORT_KEY} if "#s" in condition + kwargs.get("ProjectionExpression", "")
+                                   else {})}
+        return self.client.query(TableName=self.table, KeyConditionExpression=condition, ConsistentRead=True,
+                                 ExpressionAttributeNames=names, ExpressionAttributeValues=values, **kwargs)
+
+    def _all(self, owner: str, start_key: dict | None, **kwargs):
+        """The owner's items after start_key (from the first when None), fetched page by page as consumed."""
+        while True:
+            response = self._query(owner, **kwargs, **({"ExclusiveStartKey": start_key} if start_key else {}))
+            yield from response["Items"]
+            start_key = response.get("LastEvaluatedKey")
+            if not start_key:
+                return
+
+    def _skip(self, owner: str, count: int) -> tuple[dict | None, bool]:
+        """The key to continue after the first `count` entries, and whether the entries ran out first."""
+        start_key = None
+        while count > 0:
+            kwargs = {"ExclusiveStartKey": start_key} if start_key else {}
+            # A page of a query stops at 1 MB read, so several may be needed even with Limit=count.
+            response = self._query(owner, Select="COUNT", Limit=count, **kwargs)
+            count -= response["Count"]
+            start_key = response.get("LastEvaluatedKey")
+            if not start_key:
+                return None, True
+        return start_key, False
+
+    def _delete_batch(self, keys: list[dict]) -> None:
+        requests = [{"DeleteRequest": {"Key": key}} for key in keys]
+        for attempt in range(UNPROCESSED_RETRIES):
+            response = self.client.batch_write_item(RequestItems={self.table: requests})
+            requests = response.get("UnprocessedItems", {}).get(self.table, [])
+            if not requests:
+                return
+            time.sleep(0.05 * 2 ** attempt)  # throttled: back off before retrying the rest
+        raise RuntimeError(f"DynamoDB left {len(requests)} deletions from {self.table} unprocessed")
