@@ -12,24 +12,12 @@ from __future__ import annotations
 import argparse
 import os
 import pathlib
-import shlex
 import sys
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # run as a script from anywhere
 
 from dss.local import issuer  # noqa: E402
-
-
-def read_env_file(path: pathlib.Path) -> dict[str, str]:
-    """The `export K=V` lines of the env file written by the local stack."""
-    values = {}
-    if path.exists():
-        for line in path.read_text().splitlines():
-            words = shlex.split(line, comments=True)
-            if len(words) == 2 and words[0] == "export" and "=" in words[1]:
-                key, value = words[1].split("=", 1)
-                values[key] = value
-    return values
+from dss.local.stack import read_env_file  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:

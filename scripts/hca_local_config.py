@@ -38,6 +38,7 @@ REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))  # run as a script from anywhere
 
 from dss.local import issuer  # noqa: E402
+from dss.local.stack import read_env_file  # noqa: E402
 
 TEN_YEARS = 10 * 365 * 24 * 3600
 EXPIRES_AT = 4102444800  # 2100-01-01: the client never tries to refresh the token
@@ -47,17 +48,6 @@ AWS_VARS = ("AWS_ENDPOINT_URL_S3", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
             "AWS_EC2_METADATA_DISABLED")
 PASS_THROUGH = ("DSS_API_URL", "DSS_S3_STAGING_BUCKET")
 UNSET = ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN")
-
-
-def read_env_file(path: pathlib.Path) -> dict[str, str]:
-    """The `export K=V` lines of the env file written by the local stack."""
-    values = {}
-    for line in path.read_text().splitlines():
-        words = shlex.split(line, comments=True)
-        if len(words) == 2 and words[0] == "export" and "=" in words[1]:
-            key, value = words[1].split("=", 1)
-            values[key] = value
-    return values
 
 
 def hybrid_spec(api_url: str, timeout: float = 30) -> dict:

@@ -111,6 +111,18 @@ SEAWEED_S3_CONFIG = {
 # ---------------------------------------------------------------------------------------------------
 # Ports
 
+def read_env_file(path: pathlib.Path) -> dict[str, str]:
+    """The `export K=V` lines of an env file written by the stack; {} if there is none."""
+    values = {}
+    if path.exists():
+        for line in path.read_text().splitlines():
+            words = shlex.split(line, comments=True)
+            if len(words) == 2 and words[0] == "export" and "=" in words[1]:
+                key, value = words[1].split("=", 1)
+                values[key] = value
+    return values
+
+
 def free_ports(names: typing.Iterable[str]) -> dict[str, int]:
     """Pick a distinct free 127.0.0.1 TCP port for each name (the OS chooses; sockets held until all are picked)."""
     sockets = []
