@@ -26,6 +26,7 @@ class Settings:
     signed_url_ttl: int = 3600
     multipart_threshold: int = 64 * 1024 * 1024
     copy_concurrency: int = 8
+    publish_write_events: bool = False
     bundle_lookup_concurrency: int = 64
     bundle_file_wait_seconds: float = 15.0
     openid_provider: str = "https://humancellatlas.auth0.com/"
@@ -61,6 +62,7 @@ class Settings:
             signed_url_ttl=int(get("DSS_SIGNED_URL_TTL_SECONDS", str(defaults.signed_url_ttl))),
             multipart_threshold=int(get("DSS_MULTIPART_THRESHOLD", str(defaults.multipart_threshold))),
             copy_concurrency=int(get("DSS_COPY_CONCURRENCY", str(defaults.copy_concurrency))),
+            publish_write_events=env.get("DSS_PUBLISH_WRITE_EVENTS", "").lower() in ("1", "true", "yes"),
             bundle_lookup_concurrency=int(get("DSS_BUNDLE_LOOKUP_CONCURRENCY",
                                               str(defaults.bundle_lookup_concurrency))),
             bundle_file_wait_seconds=float(get("DSS_BUNDLE_FILE_WAIT_SECONDS",

@@ -334,6 +334,8 @@ class LocalStack:
             "DSS_LOCAL_ISSUER_DIR": str(self.issuer_dir),
             "ADMIN_USER_EMAILS": self._admin_emails(),
             "DSS_COLLECTIONS_TABLE": self.collections_table,
+            # The local servers cannot send write notifications; see dss.events.announce.
+            "DSS_PUBLISH_WRITE_EVENTS": "true",
             **self.buckets,
         }
         # Extra variables pass through; the computed ones already honour extra_env where it applies.
@@ -373,8 +375,10 @@ class LocalStack:
             self._configure_moto()
             self._create_buckets()
             self._create_tables()
+            self._create_event_topology()
             if self.with_api:
                 self._wait_ready(self._spawn_api(), self._api_ready)
+                self._wait_worker(self._spawn_worker())
             self._write_env_file()
         except BaseException:
             self.stop()
@@ -442,9 +446,10 @@ class LocalStack:
             process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                        cwd=cwd or self.root, env=env or self.child_env(),
                                        start_new_session=True)  # Ctrl-C reaches only the launcher
-        child = Child(name, process, self.ports[name], log_path, offset)
+        child = Child(name, process, self.ports.get(name, 0), log_path, offset)
         self.children.append(child)
-        logger.info("Started %s (pid %d) on %s", name, process.pid, self.url(name))
+        where = f" on {self.url(name)}" if name in self.ports else ""
+        logger.info("Started %s (pid %d)%s", name, process.pid, where)
         return child
 
     def _spawn_s3(self) -> Child:
@@ -486,6 +491,38 @@ class LocalStack:
         argv = [sys.executable, "-m", "http.server", str(self.ports["issuer"]), "--bind", HOST,
                 "--directory", str(public)]
         return self._spawn("issuer", argv)
+
+    def _spawn_worker(self) -> Child:
+        """The local stand-in for the daemon Lambdas: it long-polls the queues and calls the same handlers."""
+        env = self.child_env()
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
+        return self._spawn("worker", [sys.executable, "-m", "dss.events.worker"], cwd=REPO_ROOT, env=env)
+
+    def _wait_worker(self, child: Child) -> None:
+        deadline = time.monotonic() + self.start_timeout
+        while "worker polling" not in child.log_tail(200):
+            if child.process.poll() is not None:
+                raise child.failure(f"exited with code {child.process.returncode} during start-up")
+            if time.monotonic() > deadline:
+                raise child.failure(f"did not start polling within {self.start_timeout:.0f} s")
+            time.sleep(POLL_INTERVAL)
+        logger.info("worker is polling")
+
+    def kill(self, name: str, sig: signal.Signals = signal.SIGKILL) -> None:
+        """Signal one child (SIGKILL by default, as a crash would) and reap it; tests use it, then respawn()."""
+        child = self._child(name)
+        _signal_group(child.process, sig)
+        child.process.wait(self.stop_timeout)
+        self.children.remove(child)
+
+    def respawn(self, name: str) -> None:
+        """Start a child that kill() took away, and wait until it is ready again."""
+        if name == "worker":
+            self._wait_worker(self._spawn_worker())
+        elif name == "api":
+            self._wait_ready(self._spawn_api(), self._api_ready)
+        else:
+            raise ValueError(f"cannot respawn {name!r}")
 
     def _spawn_api(self) -> Child:
         env = self.child_env()
@@ -578,6 +615,13 @@ class LocalStack:
                     logger.info("Created gs://%s", name)
         except Exception as e:
             raise self._child("gcs").failure(f"could not create buckets {gs_names}: {e}") from e
+
+    def _create_event_topology(self) -> None:
+        from dss.events.bus import Bus, Topology
+        try:
+            Bus(Topology(STAGE), sqs=self.aws_client("sqs"), sns=self.aws_client("sns")).ensure()
+        except Exception as e:
+            raise self._child("moto").failure(f"could not create the event topics and queues: {e}") from e
 
     def _create_tables(self) -> None:
         try:

@@ -47,9 +47,22 @@ class Replicas:
         from .gcs import GCSBlobStore
         return GCSBlobStore(self.settings.gcp_project, self.settings.google_credentials)
 
+    @functools.cached_property
+    def _announcing(self) -> dict:
+        """Local stand-ins for the clouds' own write notifications (see dss.events.announce)."""
+        from ..events.announce import AnnouncingStore
+        from ..events.bus import Bus, Topology
+        bus = Bus(Topology(self.settings.stage))
+        return {Replica.aws: AnnouncingStore(self._s3, "aws", self.settings.s3_bucket, bus),
+                Replica.gcp: AnnouncingStore(self._gcs, "gcp", self.settings.gs_bucket, bus)}
+
     def __getitem__(self, replica: Replica | str) -> ReplicaStore:
         replica = Replica(replica)
         s = self.settings
+        if s.publish_write_events:
+            store = self._announcing[replica]
+        else:
+            store = self._s3 if replica is Replica.aws else self._gcs
         if replica is Replica.aws:
-            return ReplicaStore(replica, self._s3, s.s3_bucket, s.s3_checkout_bucket, s.s3_staging_bucket)
-        return ReplicaStore(replica, self._gcs, s.gs_bucket, s.gs_checkout_bucket, s.gs_staging_bucket)
+            return ReplicaStore(replica, store, s.s3_bucket, s.s3_checkout_bucket, s.s3_staging_bucket)
+        return ReplicaStore(replica, store, s.gs_bucket, s.gs_checkout_bucket, s.gs_staging_bucket)

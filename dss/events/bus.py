@@ -1,0 +1,82 @@
+"""The topics and queues events travel through, on SNS and SQS (moto locally, AWS in the cloud).
+
+Object events: a topic per replica (S3 notifications / the GCS relay publish there), fanned out to one queue per
+event daemon. Jobs (large-file copies, checkouts): a queue each. Every queue has a dead-letter queue that takes a
+message after `max_receives` failed attempts.
+"""
+from __future__ import annotations
+
+import functools
+import json
+import logging
+from dataclasses import dataclass
+
+import boto3
+
+logger = logging.getLogger(__name__)
+
+# Daemons that consume object events, and job queues that carry work items.
+EVENT_CONSUMERS = ("sync",)
+JOB_QUEUES = ("copy", "checkout")
+
+
+@dataclass(frozen=True)
+class Topology:
+    stage: str
+    max_receives: int = 5
+    visibility_timeout: int = 60
+
+    def topic(self, replica: str) -> str:
+        return f"dss-{'s3' if replica == 'aws' else 'gs'}-events-{self.stage}"
+
+    def queue(self, name: str) -> str:
+        return f"dss-{name}-{self.stage}"
+
+    def dead_letter_queue(self, name: str) -> str:
+        return f"dss-{name}-dlq-{self.stage}"
+
+    @property
+    def queues(self) -> tuple[str, ...]:
+        return EVENT_CONSUMERS + JOB_QUEUES
+
+
+class Bus:
+    def __init__(self, topology: Topology, sqs=None, sns=None):
+        self.topology = topology
+        self.sqs = sqs or boto3.client("sqs")
+        self.sns = sns or boto3.client("sns")
+
+    @functools.lru_cache(maxsize=64)
+    def queue_url(self, queue_name: str) -> str:
+        return self.sqs.get_queue_url(QueueName=queue_name)["QueueUrl"]
+
+    @functools.lru_cache(maxsize=8)
+    def topic_arn(self, topic_name: str) -> str:
+        return self.sns.create_topic(Name=topic_name)["TopicArn"]  # idempotent: returns the existing topic
+
+    def ensure(self) -> None:
+        """Create every topic, queue, dead-letter queue and subscription (idempotent). Terraform does it in AWS."""
+        t = self.topology
+        for name in t.queues:
+            dlq_url = self.sqs.create_queue(QueueName=t.dead_letter_queue(name))["QueueUrl"]
+            dlq_arn = self.sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])[
+                "Attributes"]["QueueArn"]
+            self.sqs.create_queue(QueueName=t.queue(name), Attributes={
+                "VisibilityTimeout": str(t.visibility_timeout),
+                "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": str(t.max_receives)}),
+            })
+        for replica in ("aws", "gcp"):
+            topic = self.topic_arn(t.topic(replica))
+            for name in EVENT_CONSUMERS:
+                url = self.queue_url(t.queue(name))
+                arn = self.sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
+                    "QueueArn"]
+                self.sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=arn,
+                                   Attributes={"RawMessageDelivery": "true"})
+
+    def publish_object_event(self, replica: str, message: dict) -> None:
+        self.sns.publish(TopicArn=self.topic_arn(self.topology.topic(replica)), Message=json.dumps(message))
+
+    def send_job(self, queue: str, body: dict, delay_seconds: int = 0) -> None:
+        self.sqs.send_message(QueueUrl=self.queue_url(self.topology.queue(queue)), MessageBody=json.dumps(body),
+                              DelaySeconds=delay_seconds)
