@@ -8,6 +8,9 @@ operation on the same server. Not a test: it asserts nothing about time.
   PUT /bundles of 100, 1,000 and 10,000 files vs raw GETs of the same file metadata (the lookups it makes)
   GET /bundles paging through 10,000 files  vs raw GETs of the manifest object, once per page
   GET /bundles/all over 10,000 bundles      vs a raw listing of the same keys
+  replication lag p50/p95 of 1 KiB files (each direction), and of one 100 MiB file
+  large-file ingest through PUT /files (the 202 path) vs a raw multipart server-side copy of the same bytes
+  bundle checkout of 1,000 small files
 """
 from __future__ import annotations
 
@@ -72,13 +75,30 @@ class Bench:
         return f"{rs.replica.scheme}://{rs.staging_bucket}/{key}"
 
     def put_file(self, source: str) -> tuple[str, str]:
+        """PUT /files; a 202 (large file) is followed by polling HEAD until the copy is done."""
         file_uuid, version = str(uuid.uuid4()), new_version()
         r = self.http.put(f"{self.api}/v1/files/{file_uuid}", params={"version": version},
                           headers={"Authorization": f"Bearer {self.token}"},
                           json={"source_url": source, "creator_uid": 0}, timeout=600)
-        if r.status_code != 201:
+        if r.status_code == 202:
+            self.wait_for_file(file_uuid, version, "aws" if source.startswith("s3") else "gcp", timeout=1800)
+        elif r.status_code != 201:
             raise RuntimeError(f"PUT /files answered {r.status_code}: {r.text}")
         return file_uuid, version
+
+    def wait_for_file(self, file_uuid: str, version: str, replica: str, timeout: float = 120,
+                      interval: float = 0.02) -> float:
+        """Seconds until HEAD /files answers 200 on `replica`."""
+        start = time.perf_counter()
+        while time.perf_counter() - start < timeout:
+            r = self.http.head(f"{self.api}/v1/files/{file_uuid}", params={"replica": replica, "version": version},
+                               timeout=30)
+            if r.status_code == 200:
+                return time.perf_counter() - start
+            if r.status_code != 404:
+                raise RuntimeError(f"HEAD /files answered {r.status_code}")
+            time.sleep(interval)
+        raise TimeoutError(f"{file_uuid}.{version} did not appear on {replica} within {timeout} s")
 
     def redirects(self, replica: str) -> dict:
         file_uuid, _ = self.put_file(self.stage(replica, b"redirect me"))
@@ -116,24 +136,16 @@ class Bench:
         return {"PUT /files 1 KiB/s": dss, "raw server-side copies/s": raw, "ratio": dss / raw}
 
     def large_ingest_rss(self, size: int) -> dict:
-        s3 = self.replicas["aws"].store.client
-        bucket, key = self.settings.s3_staging_bucket, f"bench/{uuid.uuid4()}/large.bin"
-        block = os.urandom(MiB)
-        summer = Checksummer(size)
-        for _ in range(size // MiB):
-            summer.update(block)
-        checksums = summer.finish()
-        s3.upload_fileobj(RepeatingReader(block, size), bucket, key, Config=TransferConfig(
-            multipart_threshold=64 * MiB + 1, multipart_chunksize=64 * MiB, max_concurrency=4))
-        s3.put_object_tagging(Bucket=bucket, Key=key, Tagging={"TagSet": [
-            {"Key": f"hca-dss-{k}", "Value": v} for k, v in checksums.as_dict().items()]})
-        api = psutil.Process(self.stack.pids()["api"])
-        baseline = _tree_rss(api)
-        peak, done = [baseline], threading.Event()
+        """Peak RSS of the API and of the worker (which runs the copy workflow) while a large file is ingested."""
+        bucket, key = self.stage_large(size)
+        processes = {name: psutil.Process(pid) for name, pid in self.stack.pids().items() if name in ("api", "worker")}
+        baseline = {name: _tree_rss(p) for name, p in processes.items()}
+        peak, done = dict(baseline), threading.Event()
 
         def sample():
             while not done.is_set():
-                peak[0] = max(peak[0], _tree_rss(api))
+                for name, process in processes.items():
+                    peak[name] = max(peak[name], _tree_rss(process))
                 time.sleep(0.02)
 
         sampler = threading.Thread(target=sample)
@@ -145,9 +157,11 @@ class Bench:
             done.set()
             sampler.join()
         seconds = time.perf_counter() - start
-        return {"file MiB": size // MiB, "API RSS before MiB": baseline / MiB, "API peak RSS MiB": peak[0] / MiB,
-                "ingest seconds": seconds, "ingest MB/s": size / seconds / 1e6}
-
+        figures = {"file MiB": size // MiB, "ingest seconds": seconds, "ingest MB/s": size / seconds / 1e6}
+        for name in processes:
+            figures[f"{name} RSS before MiB"] = baseline[name] / MiB
+            figures[f"{name} peak RSS MiB"] = peak[name] / MiB
+        return figures
 
     def seed(self, replica: str, keys_and_bodies) -> None:
         rs = self.replicas[replica]
@@ -228,6 +242,81 @@ class Bench:
         return {"bundles": count, "GET /bundles/all s": seconds, "raw listing s": raw, "ratio": raw / seconds}
 
 
+    def replication_lag(self, count: int = 40) -> dict:
+        results = {}
+        for source, dest in (("aws", "gcp"), ("gcp", "aws")):
+            lags = []
+            for _ in range(count):
+                file_uuid, version = self.put_file(self.stage(source, os.urandom(1024)))
+                lags.append(self.wait_for_file(file_uuid, version, dest))
+            lags.sort()
+            results[f"{source}->{dest} 1 KiB p50 s"] = lags[len(lags) // 2]
+            results[f"{source}->{dest} 1 KiB p95 s"] = lags[min(len(lags) - 1, int(len(lags) * 0.95))]
+        return results
+
+    def stage_large(self, size: int) -> tuple[str, str]:
+        """A large object in the S3 staging bucket, uploaded in the hca client's parts, with its checksum tags."""
+        s3 = self.replicas["aws"].store.client
+        bucket, key = self.settings.s3_staging_bucket, f"bench/{uuid.uuid4()}/large.bin"
+        block = os.urandom(MiB)
+        summer = Checksummer(size)
+        for _ in range(size // MiB):
+            summer.update(block)
+        s3.upload_fileobj(RepeatingReader(block, size), bucket, key, Config=TransferConfig(
+            multipart_threshold=64 * MiB + 1, multipart_chunksize=64 * MiB, max_concurrency=4))
+        s3.put_object_tagging(Bucket=bucket, Key=key, Tagging={"TagSet": [
+            {"Key": f"hca-dss-{k}", "Value": v} for k, v in summer.finish().as_dict().items()]})
+        return bucket, key
+
+    def large_replication_lag(self, size: int = 100 * MiB) -> dict:
+        bucket, key = self.stage_large(size)
+        file_uuid, version = self.put_file(f"s3://{bucket}/{key}")
+        return {"aws->gcp 100 MiB lag s": self.wait_for_file(file_uuid, version, "gcp", timeout=900, interval=0.1)}
+
+    def large_ingest_202(self, size: int) -> dict:
+        """PUT /files above the synchronous threshold: 202, then the workflow copies; vs one raw multipart copy."""
+        rs = self.replicas["aws"]
+        bucket, key = self.stage_large(size)
+        start = time.perf_counter()
+        self.put_file(f"s3://{bucket}/{key}")
+        seconds = time.perf_counter() - start
+        raw_start = time.perf_counter()
+        rs.store.copy(bucket, key, rs.bucket, f"bench-raw/{uuid.uuid4()}", part_size=64 * MiB,
+                      concurrency=self.settings.copy_concurrency)
+        raw = time.perf_counter() - raw_start
+        return {"file MiB": size // MiB, "202 ingest MB/s": size / seconds / 1e6,
+                "raw multipart copy MB/s": size / raw / 1e6, "ratio": raw / seconds}
+
+    def bundle_checkout(self, count: int = 1000) -> dict:
+        rs = self.replicas["aws"]
+        version = new_version()
+        data = b"checkout me"
+        checksums = compute_checksums_of_bytes(data)
+        rs.store.put(rs.bucket, checksums.blob_key(), data)
+        body = json.dumps(file_metadata_document(checksums, size=len(data), creator_uid=0,
+                                                 content_type="application/octet-stream", version=version)).encode()
+        files = [{"uuid": str(uuid.uuid4()), "version": version, "name": f"dir/f{i}", "indexed": False}
+                 for i in range(count)]
+        self.seed("aws", [(file_key(f["uuid"], version), body) for f in files])
+        bundle = str(uuid.uuid4())
+        r = self.http.put(f"{self.api}/v1/bundles/{bundle}", params={"replica": "aws", "version": version},
+                          headers={"Authorization": f"Bearer {self.token}"}, json={"files": files, "creator_uid": 0},
+                          timeout=600)
+        assert r.status_code == 201, r.text[:300]
+        start = time.perf_counter()
+        job = self.http.post(f"{self.api}/v1/bundles/{bundle}/checkout", params={"replica": "aws"}, json={},
+                             timeout=60).json()["checkout_job_id"]
+        while True:
+            status = self.http.get(f"{self.api}/v1/bundles/checkout/{job}", params={"replica": "aws"},
+                                   timeout=60).json()
+            if status["status"] != "RUNNING":
+                break
+            time.sleep(0.2)
+        seconds = time.perf_counter() - start
+        assert status["status"] == "SUCCEEDED", status
+        return {"files": count, "checkout s": seconds, "files/s": count / seconds}
+
+
 class RepeatingReader(io.RawIOBase):
     """`size` bytes made of one block repeated: a large upload that never sits in memory."""
 
@@ -269,7 +358,8 @@ def main() -> None:
                              "connections one at a time and collapses beyond 2 concurrent clients")
     parser.add_argument("--large-mib", type=int, default=1024, help="size of the large ingest in MiB")
     parser.add_argument("--output", default=".bench/results.json")
-    parser.add_argument("--only", nargs="*", choices=["files", "bundles"], default=["files", "bundles"],
+    parser.add_argument("--only", nargs="*", choices=["files", "bundles", "daemons"],
+                        default=["files", "bundles", "daemons"],
                         help="which groups of figures to measure")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
@@ -288,6 +378,11 @@ def main() -> None:
                 results["bundle PUT aws"] = bench.bundle_puts()
                 results["bundle paging aws"] = bench.bundle_paging()
                 results["bundles/all aws"] = bench.bundles_all()
+            if "daemons" in args.only:
+                results["replication lag"] = bench.replication_lag()
+                results["replication lag large"] = bench.large_replication_lag()
+                results["large ingest 202 aws"] = bench.large_ingest_202(args.large_mib * MiB)
+                results["bundle checkout aws"] = bench.bundle_checkout()
     pathlib.Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     pathlib.Path(args.output).write_text(json.dumps(results, indent=2))
     for name, figures in results.items():
