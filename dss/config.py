@@ -27,6 +27,8 @@ class Settings:
     multipart_threshold: int = 64 * 1024 * 1024
     copy_concurrency: int = 8
     publish_write_events: bool = False
+    es_endpoint: str = "http://127.0.0.1:9200"
+    es_timeout: float = 10.0
     bundle_lookup_concurrency: int = 64
     bundle_file_wait_seconds: float = 15.0
     openid_provider: str = "https://humancellatlas.auth0.com/"
@@ -62,6 +64,8 @@ class Settings:
             signed_url_ttl=int(get("DSS_SIGNED_URL_TTL_SECONDS", str(defaults.signed_url_ttl))),
             multipart_threshold=int(get("DSS_MULTIPART_THRESHOLD", str(defaults.multipart_threshold))),
             copy_concurrency=int(get("DSS_COPY_CONCURRENCY", str(defaults.copy_concurrency))),
+            es_endpoint=get("DSS_ES_ENDPOINT", defaults.es_endpoint),
+            es_timeout=float(get("DSS_ES_TIMEOUT", str(defaults.es_timeout))),
             publish_write_events=env.get("DSS_PUBLISH_WRITE_EVENTS", "").lower() in ("1", "true", "yes"),
             bundle_lookup_concurrency=int(get("DSS_BUNDLE_LOOKUP_CONCURRENCY",
                                               str(defaults.bundle_lookup_concurrency))),

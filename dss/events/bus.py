@@ -16,8 +16,8 @@ import boto3
 logger = logging.getLogger(__name__)
 
 # Daemons that consume object events, and job queues that carry work items.
-EVENT_CONSUMERS = ("sync",)
-JOB_QUEUES = ("copy", "checkout")
+EVENT_CONSUMERS = ("sync", "index")
+JOB_QUEUES = ("copy", "checkout", "notify")
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,8 @@ HANDLERS = {
     "sync": "dss.replication.handle_message",
     "copy": "dss.storage.copy_jobs.handle_message",
     "checkout": "dss.checkout.handle_message",
+    "index": "dss.index.indexer.handle_message",
+    "notify": "dss.notify.delivery.handle_message",
 }
 BACKOFF_BASE_SECONDS = 2
 BACKOFF_MAX_SECONDS = 300

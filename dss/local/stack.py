@@ -28,6 +28,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import typing
 
@@ -744,6 +745,8 @@ def run(root: pathlib.Path, with_api: bool) -> int:
         logger.error("%s", e)
         return 1
     print(stack.summary(), flush=True)
+    if with_api:
+        _rebuild_index_if_empty(stack)
     try:
         while True:
             dead = stack.dead_children()
@@ -761,6 +764,17 @@ def run(root: pathlib.Path, with_api: bool) -> int:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         stack.stop()
+
+
+def _rebuild_index_if_empty(stack: LocalStack) -> None:
+    """osmem-server keeps its index in memory: on a store that already holds bundles, rebuild it, and say so."""
+    def rebuild():
+        result = subprocess.run([sys.executable, str(REPO_ROOT / "scripts" / "reindex.py"), "--if-empty",
+                                 "--no-progress"], env=stack.child_env(), cwd=REPO_ROOT, capture_output=True,
+                                text=True)
+        for line in (result.stdout + result.stderr).splitlines():
+            logger.info("search index: %s", line)
+    threading.Thread(target=rebuild, name="reindex", daemon=True).start()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,1 @@
+"""Metadata indexing and search: bundle documents, the search backend, the indexer daemon."""
