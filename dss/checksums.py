@@ -1,6 +1,7 @@
 """The four DSS checksums, computed in one streaming pass. Pure: no I/O beyond the stream it is given."""
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 import re
@@ -43,6 +44,46 @@ def s3_multipart_etag(part_md5s: Iterable[bytes]) -> str:
     if len(digests) == 1:
         return digests[0].hex()
     return f"{hashlib.md5(b''.join(digests)).hexdigest()}-{len(digests)}"
+
+
+# CRC32C of a concatenation from the parts' CRCs (zlib's crc32_combine, for the Castagnoli polynomial): a CRC
+# is advanced over len(b) zero bytes by a linear operator on GF(2)^32, then combined with crc(b) by xor.
+_CRC32C_POLY = 0x82F63B78  # reflected
+
+
+def _gf2_times(matrix: tuple[int, ...], vector: int) -> int:
+    result, row = 0, 0
+    while vector:
+        if vector & 1:
+            result ^= matrix[row]
+        vector >>= 1
+        row += 1
+    return result
+
+
+def _gf2_compose(a: tuple[int, ...], b: tuple[int, ...]) -> tuple[int, ...]:
+    return tuple(_gf2_times(a, column) for column in b)
+
+
+@functools.lru_cache(maxsize=16)
+def _crc32c_zeros(length: int) -> tuple[int, ...]:
+    """The operator that advances a CRC32C register over `length` zero bytes."""
+    one_bit = (_CRC32C_POLY,) + tuple(1 << n for n in range(31))
+    op = one_bit
+    for _ in range(3):  # 1 -> 2 -> 4 -> 8 bits: one byte
+        op = _gf2_compose(op, op)
+    result = tuple(1 << n for n in range(32))  # identity
+    while length:
+        if length & 1:
+            result = _gf2_compose(op, result)
+        op = _gf2_compose(op, op)
+        length >>= 1
+    return result
+
+
+def crc32c_combine(crc_a: str, crc_b: str, length_b: int) -> str:
+    """crc32c(a + b) in hex, from crc32c(a), crc32c(b) (hex) and len(b)."""
+    return f"{_gf2_times(_crc32c_zeros(length_b), int(crc_a, 16)) ^ int(crc_b, 16):08x}"
 
 
 @dataclass(frozen=True)

@@ -39,6 +39,29 @@ class Settings:
     service_account_jwks_url: str = "https://www.googleapis.com/service_accounts/v1/jwk/{email}"
     admin_emails: frozenset[str] = field(default_factory=frozenset)
     collections_table: str = "dss-collections-local"
+    api_url: str = ""
+    subscriptions_table: str = "dss-subscriptions-local"
+    notifications_table: str = "dss-notifications-local"
+    notify_delays: tuple[int, ...] = (0, 60, 600, 3600, 21600, 60540, 86400, 86400, 86400, 86400, 86400, 86400)
+    notify_timeout: float = 60.0
+    subscription_cache_seconds: float = 10.0
+    async_state_table: str = "dss-async-state-local"
+    async_copy_threshold: int = 64 * 1024 * 1024
+    async_copy_timeout: int = 3600
+    async_copy_start_delay: int = 0
+    async_copy_part_pause: float = 0.0
+    # Checkout (dss.checkout): how long checkout copies live, which files are copied inline by GET /files, the
+    # copy speed that Retry-After estimates assume, parallel copies per bundle checkout, the SES sender.
+    checkout_ttl: int = 7 * 24 * 3600
+    checkout_inline_max_bytes: int = 64 * 1024 * 1024
+    checkout_throughput: int = 100_000_000
+    checkout_concurrency: int = 16
+    notification_sender: str = ""
+
+    def __post_init__(self):
+        if self.checkout_ttl <= self.signed_url_ttl:
+            raise ValueError("DSS_CHECKOUT_TTL_SECONDS must exceed DSS_SIGNED_URL_TTL_SECONDS: a URL must not "
+                             "outlive the checkout copy it points at")
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
@@ -79,4 +102,27 @@ class Settings:
             service_account_jwks_url=get("DSS_SERVICE_ACCOUNT_JWKS_URL", defaults.service_account_jwks_url),
             admin_emails=frozenset(_split(env.get("ADMIN_USER_EMAILS", ""))),
             collections_table=get("DSS_COLLECTIONS_TABLE", f"dss-collections-{stage}"),
+            api_url=get("DSS_API_URL", f"https://{env['API_DOMAIN_NAME']}" if env.get("API_DOMAIN_NAME") else "")
+            .rstrip("/"),
+            subscriptions_table=get("DSS_SUBSCRIPTIONS_TABLE", f"dss-subscriptions-{stage}"),
+            notifications_table=get("DSS_NOTIFICATIONS_TABLE", f"dss-notifications-{stage}"),
+            notify_delays=tuple(int(d) for d in _split(get("DSS_NOTIFY_DELAYS",
+                                                           ",".join(map(str, defaults.notify_delays))))),
+            notify_timeout=float(get("DSS_NOTIFY_TIMEOUT", str(defaults.notify_timeout))),
+            subscription_cache_seconds=float(get("DSS_SUBSCRIPTION_CACHE_SECONDS",
+                                                 str(defaults.subscription_cache_seconds))),
+            async_state_table=get("DSS_ASYNC_STATE_TABLE", f"dss-async-state-{stage}"),
+            async_copy_threshold=int(get("DSS_ASYNC_COPY_THRESHOLD", str(defaults.async_copy_threshold))),
+            async_copy_timeout=int(get("DSS_ASYNC_COPY_TIMEOUT_SECONDS", str(defaults.async_copy_timeout))),
+            async_copy_start_delay=int(get("DSS_ASYNC_COPY_START_DELAY_SECONDS",
+                                           str(defaults.async_copy_start_delay))),
+            async_copy_part_pause=float(get("DSS_ASYNC_COPY_PART_PAUSE_SECONDS",
+                                            str(defaults.async_copy_part_pause))),
+            checkout_ttl=int(get("DSS_CHECKOUT_TTL_SECONDS", str(defaults.checkout_ttl))),
+            checkout_inline_max_bytes=int(get("DSS_CHECKOUT_INLINE_MAX_BYTES",
+                                              str(defaults.checkout_inline_max_bytes))),
+            checkout_throughput=int(get("DSS_CHECKOUT_THROUGHPUT_BYTES_PER_SECOND",
+                                        str(defaults.checkout_throughput))),
+            checkout_concurrency=int(get("DSS_CHECKOUT_CONCURRENCY", str(defaults.checkout_concurrency))),
+            notification_sender=get("DSS_NOTIFICATION_SENDER", ""),
         )

@@ -1,8 +1,15 @@
 """Small clients the tests share."""
 from __future__ import annotations
 
-import requests
+import hashlib
+import io
+import time
+import uuid as uuidlib
 
+import requests
+from boto3.s3.transfer import TransferConfig
+
+from dss.checksums import compute_checksums_of_bytes
 from dss.config import Settings
 
 
@@ -50,10 +57,50 @@ def assert_problem(response, status: int, code: str):
     return body
 
 
+def quiet_replicas(replicas):
+    """The same stores without write events: what is written through them stays in its replica (replication
+    never hears of it). For seeded data, and for states replication would not leave, built on purpose."""
+    import dataclasses
+
+    from dss.storage.replicas import Replicas
+    return Replicas(dataclasses.replace(replicas.settings, publish_write_events=False))
+
+
+def put_file_quietly(replicas, replica: str, data: bytes, *, version: str,
+                     content_type: str = "application/octet-stream") -> dict:
+    """A small file (blob and metadata) written straight into one replica, without write events.
+
+    Returns {uuid, version, blob_key, metadata_key}."""
+    import json
+    import uuid as uuidlib
+
+    from dss.checksums import compute_checksums_of_bytes
+    from dss.file_metadata import file_metadata_document
+    from dss.identifiers import file_key
+
+    rs = quiet_replicas(replicas)[replica]
+    checksums = compute_checksums_of_bytes(data)
+    rs.store.put(rs.bucket, checksums.blob_key(), data, content_type=content_type)
+    uuid = str(uuidlib.uuid4())
+    document = file_metadata_document(checksums, size=len(data), content_type=content_type, creator_uid=1,
+                                      version=version)
+    rs.store.put(rs.bucket, file_key(uuid, version), json.dumps(document).encode(), content_type="application/json")
+    return {"uuid": uuid, "version": version, "blob_key": checksums.blob_key(), "metadata_key": file_key(uuid, version)}
+
+
+def unfinished_parts(rs, key: str) -> list[str]:
+    """What unfinished multipart writes of key leave behind: pending S3 uploads, or GCS temporary parts."""
+    if rs.replica.value == "aws":
+        uploads = rs.store.client.list_multipart_uploads(Bucket=rs.bucket, Prefix=key).get("Uploads", [])
+        return [u["UploadId"] for u in uploads if u["Key"] == key]
+    return [k for k in rs.store.list(rs.bucket, key) if k != key]
+
+
 def seed_file_metadata(replicas, replica: str, count: int, *, version: str, prefix: str = "f") -> list[dict]:
     """Write `count` file metadata documents straight into a replica (scale tests skip the per-file copy).
 
-    They are real objects in the real store, read back by the API exactly as files made by PUT /files are.
+    They are real objects in the real store, read back by the API exactly as files made by PUT /files are. They
+    have no blob, so they are written without write events: replication leaves them (and bundles of them) alone.
     """
     import concurrent.futures
     import json
@@ -63,7 +110,7 @@ def seed_file_metadata(replicas, replica: str, count: int, *, version: str, pref
     from dss.file_metadata import file_metadata_document
     from dss.identifiers import file_key
 
-    rs = replicas[replica]
+    rs = quiet_replicas(replicas)[replica]
     checksums = compute_checksums_of_bytes(b"seeded")
     entries = [{"uuid": str(uuidlib.uuid4()), "version": version, "name": f"{prefix}{i:06d}.bin", "indexed": False}
                for i in range(count)]
@@ -73,6 +120,44 @@ def seed_file_metadata(replicas, replica: str, count: int, *, version: str, pref
     def write(entry):
         rs.store.put(rs.bucket, file_key(entry["uuid"], version), body, content_type="application/json")
 
-    with concurrent.futures.ThreadPoolExecutor(32) as pool:
+    with concurrent.futures.ThreadPoolExecutor(64) as pool:
         list(pool.map(write, entries))
     return entries
+
+
+def stage_in_parts(s3, bucket: str, data: bytes, *, part_size: int) -> str:
+    """Upload with boto3 in parts of part_size (multipart above one part), with the four checksum tags; the key."""
+    key = f"{uuidlib.uuid4()}/staged-in-parts.bin"
+    s3.upload_fileobj(io.BytesIO(data), bucket, key, Config=TransferConfig(
+        multipart_threshold=part_size + 1, multipart_chunksize=part_size))
+    s3.put_object_tagging(Bucket=bucket, Key=key, Tagging={"TagSet": [
+        {"Key": f"hca-dss-{k}", "Value": v} for k, v in compute_checksums_of_bytes(data).as_dict().items()]})
+    return key
+
+
+def poll_while_404(head, timeout: float = 60.0, interval: float = 0.2):
+    """Call `head()` while it answers 404, as the hca client polls HEAD after a 202; the first other answer."""
+    deadline = time.monotonic() + timeout
+    while True:
+        response = head()
+        if response.status_code != 404 or time.monotonic() > deadline:
+            return response
+        time.sleep(interval)
+
+
+def downloaded_sha256(api: ApiClient, uuid: str, replica: str, version: str | None = None) -> str:
+    """GET /files, honouring checkout redirects (301 + Retry-After) up to the 302, then stream the content."""
+    params = {"replica": replica, **({"version": version} if version else {})}
+    r = api.request("GET", f"/v1/files/{uuid}", params=params)
+    for _ in range(60):
+        if r.status_code != 301:
+            break
+        time.sleep(min(1.0, float(r.headers.get("Retry-After", 1))))
+        r = api.session.get(r.headers["Location"], allow_redirects=False, timeout=60)
+    assert r.status_code == 302, r.text
+    digest = hashlib.sha256()
+    with requests.get(r.headers["Location"], stream=True, timeout=120) as fetched:
+        fetched.raise_for_status()
+        for chunk in fetched.iter_content(1024 * 1024):
+            digest.update(chunk)
+    return digest.hexdigest()

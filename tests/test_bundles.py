@@ -228,12 +228,20 @@ def test_start_at_past_the_end_is_an_empty_page(bundles):
     assert_problem(bundles.get(uuid, start_at=-1), 400, "illegal_arguments")
 
 
-def test_urls(bundles):
+def test_urls(bundles, settings):
+    """URLs point into the bundle's checkout (see test_checkout.py), made while the client follows 301s."""
     data = b'{"url": true}'
-    uuid, _, _ = bundles.put([named(bundles.file(data), "u.json")])
+    uuid, version, _ = bundles.put([named(bundles.file(data), "u.json")])
     assert_problem(bundles.get(uuid, directurls="true", presignedurls="true"), 400, "only_one_urltype")
-    direct = bundles.get(uuid, directurls="true").json()["bundle"]["files"][0]["url"]
-    assert direct.startswith(("s3://", "gs://")) and direct.endswith(compute_checksums_of_bytes(data).blob_key())
+    r = bundles.get(uuid, directurls="true")
+    deadline = time.monotonic() + 60
+    while r.status_code == 301 and time.monotonic() < deadline:
+        time.sleep(int(r.headers["Retry-After"]))
+        r = bundles.api.session.get(r.headers["Location"], allow_redirects=False, timeout=60)
+    assert r.status_code == 200, r.text
+    scheme, bucket = (("s3", settings.s3_checkout_bucket) if bundles.replica == "aws" else
+                      ("gs", settings.gs_checkout_bucket))
+    assert r.json()["bundle"]["files"][0]["url"] == f"{scheme}://{bucket}/bundles/{uuid}.{version}/u.json"
     presigned = bundles.get(uuid, presignedurls="true").json()["bundle"]["files"][0]["url"]
     assert hashlib.sha256(requests.get(presigned, timeout=30).content).hexdigest() == \
         compute_checksums_of_bytes(data).sha256

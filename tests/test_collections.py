@@ -10,7 +10,7 @@ import pytest
 
 from dss.identifiers import new_version
 
-from .helpers import assert_problem
+from .helpers import assert_problem, put_file_quietly
 
 MiB = 1024 * 1024
 METADATA = {"describedBy": "https://schema.example.org/cell_suspension",
@@ -169,7 +169,7 @@ def test_every_kind_of_link_resolves(api, replica, replicas, json_files):
 
 
 @pytest.fixture(scope="module")
-def invalid_links(api, stager, json_files):
+def invalid_links(api, stager, json_files, replicas):
     """{case: {replica: item}} of links that must not resolve."""
     cases = {}
     for replica in ("aws", "gcp"):
@@ -181,11 +181,14 @@ def invalid_links(api, stager, json_files):
             assert api.put_file(uuid, version, stager.stage(replica, data)).status_code == 201
             made[name] = {"uuid": uuid, "version": version}
         other = "aws" if replica == "gcp" else "gcp"
+        # Written without write events, so replication never brings it over to `replica`.
+        elsewhere = put_file_quietly(replicas, other, json.dumps(METADATA).encode(), version=new_version(),
+                                     content_type="application/json")
         cases[replica] = {
             "missing file": {"type": "file", "uuid": _uuid(), "version": new_version()},
             "missing bundle": {"type": "bundle", "uuid": _uuid(), "version": new_version()},
             "missing collection": {"type": "collection", "uuid": _uuid(), "version": new_version()},
-            "file of the other replica": file_item(json_files, other),
+            "file of the other replica": {"type": "file", "uuid": elsewhere["uuid"], "version": elsewhere["version"]},
             "file version missing": file_item(json_files, replica, version=new_version()),
             "unknown type without fragment": file_item(json_files, replica, type="biomaterial"),
             "fragment that does not resolve": file_item(json_files, replica, type="x", fragment="/nothing/here"),

@@ -1,20 +1,17 @@
 """PUT, HEAD and GET /files on both replicas, through HTTP against the local stack."""
 from __future__ import annotations
 
-import hashlib
-import io
 import threading
 import urllib.parse
 import uuid as uuidlib
 
 import pytest
 import requests
-from boto3.s3.transfer import TransferConfig
 
 from dss.checksums import MiB, compute_checksums_of_bytes
 from dss.identifiers import new_version
 
-from .helpers import assert_problem
+from .helpers import assert_problem, downloaded_sha256, poll_while_404, stage_in_parts
 
 X_DSS = ["X-DSS-CREATOR-UID", "X-DSS-VERSION", "X-DSS-CONTENT-TYPE", "X-DSS-SIZE", "X-DSS-CRC32C",
          "X-DSS-S3-ETAG", "X-DSS-SHA1", "X-DSS-SHA256"]
@@ -178,10 +175,15 @@ def test_replica_is_required_and_checked(api, new_uuid):
                    "illegal_arguments")
 
 
-def test_files_are_per_replica(api, stager, new_uuid):
-    uuid, version, r = _put_new(api, stager, "aws", b"only on aws")
+def test_a_file_appears_on_the_other_replica_with_identical_headers(api, stager):
+    """Replication is asynchronous: the copy shows up on gcp a little later, with the very same X-DSS-* headers."""
+    uuid, version, r = _put_new(api, stager, "aws", b"replicated to gcp")
     assert r.status_code == 201
-    assert api.request("HEAD", f"/v1/files/{uuid}", params={"replica": "gcp"}).status_code == 404
+    on_aws = api.request("HEAD", f"/v1/files/{uuid}", params={"replica": "aws"})
+    on_gcp = poll_while_404(lambda: api.request("HEAD", f"/v1/files/{uuid}", params={"replica": "gcp"}), timeout=30)
+    assert on_gcp.status_code == 200
+    assert {k: v for k, v in on_gcp.headers.items() if k.startswith("X-DSS-")} == \
+        {k: v for k, v in on_aws.headers.items() if k.startswith("X-DSS-")}
 
 
 def test_directurl_and_content_disposition(api, stager, replica, settings):
@@ -190,7 +192,8 @@ def test_directurl_and_content_disposition(api, stager, replica, settings):
     assert r.status_code == 201
     direct = api.request("GET", f"/v1/files/{uuid}", params={"replica": replica, "directurl": "true"})
     assert direct.status_code == 302
-    scheme, bucket = ("s3", settings.s3_bucket) if replica == "aws" else ("gs", settings.gs_bucket)
+    # Reads are served from the checkout bucket (the contract's directurl is s3://checkout_bucket/blobs/...).
+    scheme, bucket = ("s3", settings.s3_checkout_bucket) if replica == "aws" else ("gs", settings.gs_checkout_bucket)
     assert direct.headers["Location"] == f"{scheme}://{bucket}/{compute_checksums_of_bytes(data).blob_key()}"
     assert direct.headers["X-DSS-SIZE"] == str(len(data))
     assert "Retry-After" not in direct.headers
@@ -236,44 +239,34 @@ def test_racing_creates_have_one_winner(api, stager, replica, new_uuid, request)
     assert winner.json() == {"version": version}
 
 
-def _stage_in_parts(s3, bucket: str, data: bytes, *, part_size: int) -> str:
-    """Upload with boto3 in parts of part_size (multipart above one part), with the four checksum tags."""
-    key = f"{uuidlib.uuid4()}/staged-in-parts.bin"
-    s3.upload_fileobj(io.BytesIO(data), bucket, key, Config=TransferConfig(
-        multipart_threshold=part_size + 1, multipart_chunksize=part_size))
-    s3.put_object_tagging(Bucket=bucket, Key=key, Tagging={"TagSet": [
-        {"Key": f"hca-dss-{k}", "Value": v} for k, v in compute_checksums_of_bytes(data).as_dict().items()]})
-    return key
-
-
 @pytest.mark.slow
-def test_large_file_is_copied_in_parts(api, s3, settings, new_uuid, version, replicas):
-    """A file above one 64 MiB part, staged as the hca client stages it, is copied server side in parts."""
+def test_large_file_is_copied_in_the_background(api, s3, settings, new_uuid, version):
+    """Above the default 64 MiB threshold, staged as the hca client stages it: 202, HEAD 404 until copied, then 200."""
     data = bytes(range(256)) * (130 * MiB // 256)
     c = compute_checksums_of_bytes(data)
-    key = _stage_in_parts(s3, settings.s3_staging_bucket, data, part_size=64 * MiB)
+    key = stage_in_parts(s3, settings.s3_staging_bucket, data, part_size=64 * MiB)
     assert c.s3_etag.endswith("-3")
     uuid = new_uuid()
     r = api.put_file(uuid, version, f"s3://{settings.s3_staging_bucket}/{key}")
-    assert r.status_code == 201, r.text
-    get = api.request("GET", f"/v1/files/{uuid}", params={"replica": "aws"})
-    digest = hashlib.sha256()
-    with requests.get(get.headers["Location"], stream=True, timeout=120) as fetched:
-        for chunk in fetched.iter_content(MiB):
-            digest.update(chunk)
-    assert digest.hexdigest() == c.sha256
+    assert r.status_code == 202, r.text
+    assert r.json()["version"] == version and r.json()["task_id"]
+    head = poll_while_404(lambda: api.request("HEAD", f"/v1/files/{uuid}", params={"replica": "aws",
+                                                                                  "version": version}))
+    assert head.status_code == 200
+    assert (head.headers["X-DSS-SIZE"], head.headers["X-DSS-S3-ETAG"]) == (str(len(data)), c.s3_etag)
+    assert downloaded_sha256(api, uuid, "aws") == c.sha256
 
 
 @pytest.mark.slow
 def test_large_file_staged_in_other_parts_is_422(api, s3, settings, new_uuid, version):
     """The store's multipart ETag cannot vouch for bytes staged in 8 MiB parts (the original's 422 too)."""
-    key = _stage_in_parts(s3, settings.s3_staging_bucket, b"\x01" * (70 * MiB), part_size=8 * MiB)
+    key = stage_in_parts(s3, settings.s3_staging_bucket, b"\x01" * (70 * MiB), part_size=8 * MiB)
     assert_problem(api.put_file(new_uuid(), version, f"s3://{settings.s3_staging_bucket}/{key}"), 422,
                    "missing_checksum")
 
 
 def test_small_file_staged_in_parts_is_verified_from_its_bytes(api, s3, settings, new_uuid, version):
     """boto3 stages files over 8 MiB in parts; below 64 MiB the DSS recomputes the single-part ETag."""
-    key = _stage_in_parts(s3, settings.s3_staging_bucket, b"\x02" * (9 * MiB), part_size=5 * MiB)
+    key = stage_in_parts(s3, settings.s3_staging_bucket, b"\x02" * (9 * MiB), part_size=5 * MiB)
     r = api.put_file(new_uuid(), version, f"s3://{settings.s3_staging_bucket}/{key}")
     assert r.status_code == 201, r.text

@@ -23,7 +23,8 @@ def api_schema(api):
     return schemathesis.openapi.from_dict(spec)
 
 
-OPERATIONS = [("/files/{uuid}", "HEAD"), ("/files/{uuid}", "GET"), ("/files/{uuid}", "PUT")]
+OPERATIONS = [("/files/{uuid}", "HEAD"), ("/files/{uuid}", "GET"), ("/files/{uuid}", "PUT"),
+              ("/bundles/{uuid}/checkout", "POST"), ("/bundles/checkout/{checkout_job_id}", "GET")]
 
 
 @pytest.mark.parametrize("path,method", OPERATIONS, ids=[f"{m} {p}" for p, m in OPERATIONS])

@@ -1,6 +1,7 @@
 """HTTP handlers, named by the operationIds of dss-api.yml. They validate nothing the spec already declares."""
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass
 
@@ -10,6 +11,7 @@ from connexion.context import context as request_context
 from ..auth import TokenVerifier, require_group
 from ..config import Settings
 from ..errors import DSSError
+from ..storage.copy_jobs import CopyQueue
 from ..storage.replicas import Replicas
 
 
@@ -18,6 +20,12 @@ class AppContext:
     settings: Settings
     replicas: Replicas
     verifier: TokenVerifier
+
+    @functools.cached_property
+    def copies(self) -> CopyQueue:
+        """The large-file copies of PUT /files: the async-state table and the copy queue."""
+        from ..events.bus import Bus, Topology
+        return CopyQueue.from_settings(self.settings, Bus(Topology(self.settings.stage)))
 
 
 _context: AppContext | None = None

@@ -6,12 +6,12 @@ import itertools
 import flask
 
 from . import assert_writable, context, parse_retry_token, token_info
+from .checkout import bundle_urls
 from .paging import next_url, paged
 from ..bundle_manifest import api_file, check_unique_names, patched_files
 from ..errors import DSSError
 from ..identifiers import new_version
 from ..storage.bundles import FileLookup, enumerate_live, load_manifest, save_manifest, tombstone
-from ..storage.files import blob_key_of
 
 
 def _lookup(rs) -> FileLookup:
@@ -33,11 +33,12 @@ def get(uuid: str, replica: str, version: str | None = None, directurls: bool = 
     page = manifest["files"][start_at:start_at + per_page]
     files = [api_file(entry) for entry in page]
     if directurls or presignedurls:
-        # Until bundle checkout exists, URLs point at the blobs in the primary bucket.
-        for shown, entry in zip(files, page):
-            key = blob_key_of(entry)
-            shown["url"] = (rs.store.direct_url(rs.bucket, key) if directurls else
-                            rs.store.signed_url(rs.bucket, key, ttl=ctx.settings.signed_url_ttl))
+        # URLs point at the bundle's checkout; 301 with a token while a job makes it.
+        urls = bundle_urls(ctx, rs, uuid, manifest, page, token=token, direct=directurls)
+        if isinstance(urls, flask.Response):
+            return urls
+        for shown, url in zip(files, urls):
+            shown["url"] = url
     body = {"bundle": {"uuid": uuid.lower(), "version": manifest["version"], "files": files,
                        "creator_uid": manifest["creator_uid"]}}
     more = len(manifest["files"]) - start_at > per_page

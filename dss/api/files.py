@@ -4,12 +4,14 @@ from __future__ import annotations
 import flask
 
 from . import assert_writable, authorize, context, parse_retry_token
+from .checkout import file_response
 from ..file_metadata import dss_headers
 from ..storage.files import blob_key_of, file_metadata, put_file
 
 
 def head(uuid: str, replica: str, version: str | None = None):
-    document = file_metadata(context().replicas, replica, uuid, version)
+    ctx = context()
+    document = file_metadata(ctx.replicas, replica, uuid, version, ctx.copies)
     return flask.Response(status=200, headers=dss_headers(document))
 
 
@@ -18,20 +20,16 @@ def get(uuid: str, replica: str, version: str | None = None, token: str | None =
     if token is not None:
         parse_retry_token(token)
     ctx = context()
-    document = file_metadata(ctx.replicas, replica, uuid, version)
-    rs = ctx.replicas[replica]
-    key = blob_key_of(document)
-    if directurl:
-        location = rs.store.direct_url(rs.bucket, key)
-    else:
-        location = rs.store.signed_url(rs.bucket, key, ttl=ctx.settings.signed_url_ttl,
-                                       content_disposition=content_disposition)
-    return flask.Response(status=302, headers={"Location": location, **dss_headers(document)})
+    document = file_metadata(ctx.replicas, replica, uuid, version, ctx.copies)
+    # --- checkout (dss.api.checkout): 302 to the checkout copy, 301 + Retry-After while a job makes it ---
+    return file_response(ctx, replica, document, token=token, directurl=directurl,
+                         content_disposition=content_disposition)
 
 
 def put(uuid: str, version: str, body: dict):
     assert_writable()
     authorize({"hca"})
-    status = put_file(context().replicas, uuid, version, body["source_url"], body["creator_uid"])
-    return {"version": version}, status
+    ctx = context()
+    result = put_file(ctx.replicas, uuid, version, body["source_url"], body["creator_uid"], ctx.copies)
+    return {"version": version, **({"task_id": result.task_id} if result.task_id else {})}, result.status
 

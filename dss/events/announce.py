@@ -15,6 +15,8 @@ from .records import gcs_object, s3_record
 
 logger = logging.getLogger(__name__)
 
+ANNOUNCED_PREFIXES = ("blobs/", "files/", "bundles/", "collections/")
+
 
 class AnnouncingStore:
     """A blobstore that announces each successful write to `bucket`; everything else passes through."""
@@ -34,8 +36,16 @@ class AnnouncingStore:
     def copy(self, src_bucket, src_key, dst_bucket, dst_key, **kwargs) -> BlobInfo:
         return self._announced(dst_bucket, self._store.copy(src_bucket, src_key, dst_bucket, dst_key, **kwargs))
 
+    def complete_parts(self, upload, parts) -> BlobInfo:
+        return self._announced(upload.bucket, self._store.complete_parts(upload, parts))
+
+    def announce(self, bucket: str, info: BlobInfo) -> None:
+        """Announce a write made around this store, straight through its client (large-file copies)."""
+        self._announced(bucket, info)
+
     def _announced(self, bucket: str, info: BlobInfo) -> BlobInfo:
-        if bucket == self._bucket:
+        # As the cloud notifications are configured: only the DSS objects, not the events journal or probes.
+        if bucket == self._bucket and info.key.startswith(ANNOUNCED_PREFIXES):
             if self._replica == "aws":
                 message = s3_record(bucket, info.key, info.size, info.native_checksum)
             else:

@@ -9,7 +9,8 @@ from __future__ import annotations
 import functools
 import json
 import logging
-from dataclasses import dataclass
+import os
+from dataclasses import dataclass, field
 
 import boto3
 
@@ -24,7 +25,8 @@ JOB_QUEUES = ("copy", "checkout", "notify")
 class Topology:
     stage: str
     max_receives: int = 5
-    visibility_timeout: int = 60
+    # How long a received message stays hidden; the local worker's heartbeat renews it while a handler runs.
+    visibility_timeout: int = field(default_factory=lambda: int(os.environ.get("DSS_QUEUE_VISIBILITY_SECONDS") or 60))
 
     def topic(self, replica: str) -> str:
         return f"dss-{'s3' if replica == 'aws' else 'gs'}-events-{self.stage}"

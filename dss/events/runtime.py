@@ -12,6 +12,7 @@ import functools
 import importlib
 import json
 import logging
+import os
 from dataclasses import dataclass
 
 from ..config import Settings
@@ -28,7 +29,7 @@ HANDLERS = {
     "index": "dss.index.indexer.handle_message",
     "notify": "dss.notify.delivery.handle_message",
 }
-BACKOFF_BASE_SECONDS = 2
+BACKOFF_BASE_SECONDS = int(os.environ.get("DSS_BACKOFF_BASE_SECONDS") or 2)  # 2, 4, 8, ... s
 BACKOFF_MAX_SECONDS = 300
 MAX_NOT_READY = 100
 NOT_READY_KEY = "_not_ready"

@@ -4,7 +4,7 @@ Every component is a child process bound to 127.0.0.1 with its output in `<root>
 
     s3      SeaweedFS `weed mini` (real SigV4 checks; data in <root>/data/s3)
     gcs     gcp-storage-emulator (data on disk in <root>/data/gcs)
-    moto    moto server: SQS, SNS, DynamoDB, Secrets Manager, Step Functions, STS
+    moto    moto server: SQS, SNS, DynamoDB, Secrets Manager, Step Functions, STS, SES
     search  osmem-server, an in-memory OpenSearch-compatible server
     issuer  static file server for the development OpenID issuer (see dss.local.issuer)
     api     the DSS API under uvicorn (optional)
@@ -40,6 +40,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from dss.local import issuer
+from dss.notify.delivery import ensure_notifications_table
+from dss.notify.subscriptions import ensure_subscriptions_table
+from dss.storage import async_state
 from dss.storage.collection_owners import ensure_table
 
 logger = logging.getLogger(__name__)
@@ -95,7 +98,7 @@ BUCKET_VARS: dict[str, str] = {
     "DSS_GS_CHECKOUT_BUCKET": "dss-checkout",
     "DSS_GS_STAGING_BUCKET": "dss-staging",
 }
-MOTO_SERVICES = ("SQS", "SNS", "DYNAMODB", "SECRETS_MANAGER", "SFN", "STS")
+MOTO_SERVICES = ("SQS", "SNS", "DYNAMODB", "SECRETS_MANAGER", "SFN", "STS", "SES")
 # Removed from every child's environment and unset by the env file: they would make boto3 use real
 # credentials or a real profile instead of the dummy ones.
 UNSET_VARS = ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN")
@@ -277,8 +280,16 @@ class LocalStack:
         return {var: self._setting(var, f"{prefix}-{STAGE}") for var, prefix in BUCKET_VARS.items()}
 
     @property
+    def notification_sender(self) -> str:
+        return self._setting("DSS_NOTIFICATION_SENDER", "dss-checkout@example.org")
+
+    @property
     def collections_table(self) -> str:
         return self._setting("DSS_COLLECTIONS_TABLE", f"dss-collections-{STAGE}")
+
+    @property
+    def async_state_table(self) -> str:
+        return self._setting("DSS_ASYNC_STATE_TABLE", f"dss-async-state-{STAGE}")
 
     def _admin_emails(self) -> str:
         emails = [self._setting("DSS_LOCAL_DEV_EMAIL", "dev@example.org")]
@@ -335,6 +346,8 @@ class LocalStack:
             "DSS_LOCAL_ISSUER_DIR": str(self.issuer_dir),
             "ADMIN_USER_EMAILS": self._admin_emails(),
             "DSS_COLLECTIONS_TABLE": self.collections_table,
+            "DSS_ASYNC_STATE_TABLE": self.async_state_table,
+            "DSS_NOTIFICATION_SENDER": self.notification_sender,
             # The local servers cannot send write notifications; see dss.events.announce.
             "DSS_PUBLISH_WRITE_EVENTS": "true",
             **self.buckets,
@@ -597,6 +610,8 @@ class LocalStack:
                                  json={"stepfunctions": {"execute_state_machine": True}})
         if not response.ok:
             raise self._child("moto").failure(f"rejected its configuration: {response.status_code} {response.text}")
+        # SES (checkout emails) refuses senders that are not verified, as in AWS.
+        self.aws_client("ses").verify_email_identity(EmailAddress=self.notification_sender)
 
     def _create_buckets(self) -> None:
         buckets = self.buckets
@@ -620,16 +635,24 @@ class LocalStack:
     def _create_event_topology(self) -> None:
         from dss.events.bus import Bus, Topology
         try:
-            Bus(Topology(STAGE), sqs=self.aws_client("sqs"), sns=self.aws_client("sns")).ensure()
+            topology = Topology(STAGE, visibility_timeout=int(self._setting("DSS_QUEUE_VISIBILITY_SECONDS", "60")))
+            Bus(topology, sqs=self.aws_client("sqs"), sns=self.aws_client("sns")).ensure()
         except Exception as e:
             raise self._child("moto").failure(f"could not create the event topics and queues: {e}") from e
 
     def _create_tables(self) -> None:
-        try:
-            if ensure_table(self.aws_client("dynamodb"), self.collections_table):
-                logger.info("Created DynamoDB table %s", self.collections_table)
-        except Exception as e:
-            raise self._child("moto").failure(f"could not create table {self.collections_table}: {e}") from e
+        dynamodb = self.aws_client("dynamodb")
+        for name, ensure in ((self.collections_table, ensure_table),
+                             (self.async_state_table, async_state.ensure_table),
+                             (self._setting("DSS_SUBSCRIPTIONS_TABLE", f"dss-subscriptions-{STAGE}"),
+                              ensure_subscriptions_table),
+                             (self._setting("DSS_NOTIFICATIONS_TABLE", f"dss-notifications-{STAGE}"),
+                              ensure_notifications_table)):
+            try:
+                if ensure(dynamodb, name):
+                    logger.info("Created DynamoDB table %s", name)
+            except Exception as e:
+                raise self._child("moto").failure(f"could not create table {name}: {e}") from e
 
     # --- clients -----------------------------------------------------------------------------------
 
@@ -662,7 +685,7 @@ class LocalStack:
         lines += [
             f"S3          {self.url('s3')}  (SeaweedFS; access key {ACCESS_KEY}, secret {SECRET_KEY})",
             f"GCS         {self.url('gcs')}  (gcp-storage-emulator)",
-            f"AWS (moto)  {self.url('moto')}  (SQS, SNS, DynamoDB, Secrets Manager, Step Functions)",
+            f"AWS (moto)  {self.url('moto')}  (SQS, SNS, DynamoDB, Secrets Manager, Step Functions, SES)",
             f"Search      {self.url('search')}  (osmem-server)",
             f"Issuer      {self.url('issuer')}/  (development OpenID issuer; token: python scripts/dev_token.py)",
             f"Logs        {self.logs_dir}",

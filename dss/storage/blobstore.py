@@ -5,6 +5,7 @@ Immutable DSS objects are written create-only, so racing writers cannot both win
 from __future__ import annotations
 
 import abc
+import datetime
 from dataclasses import dataclass, field
 from typing import BinaryIO, Iterator
 
@@ -39,12 +40,35 @@ class BlobInfo:
     metadata: dict[str, str] = field(default_factory=dict)
     # S3 ETag or GCS generation: what a conditional read or copy pins.
     revision: str = ""
+    # When the object was written (S3 LastModified, GCS timeCreated), if the store said.
+    modified: datetime.datetime | None = None
 
 
 @dataclass(frozen=True)
 class Page:
     keys: list[str]
     next_token: str | None
+
+
+@dataclass(frozen=True)
+class Part:
+    """One uploaded part of a PartsUpload."""
+    number: int  # 1-based; parts are assembled in number order
+    size: int
+    token: str  # S3: the part's ETag; GCS: the temporary object holding the part
+    checksum: str = ""  # the store's own checksum of the part's bytes: S3 the part's MD5, GCS its crc32c
+
+
+@dataclass(frozen=True)
+class PartsUpload:
+    """A multipart write in progress: parts go up in any order, in parallel; the object appears only when they are
+    assembled, complete, by complete_parts. `uploaded` holds the parts a crashed writer left, when resumed."""
+    bucket: str
+    key: str
+    upload_id: str
+    content_type: str
+    metadata: dict[str, str]
+    uploaded: dict[int, Part] = field(default_factory=dict)
 
 
 class BlobStore(abc.ABC):
@@ -71,8 +95,9 @@ class BlobStore(abc.ABC):
         """Bytes start..end inclusive, as in an HTTP Range."""
 
     @abc.abstractmethod
-    def open(self, bucket: str, key: str, chunk_size: int = 8 * 1024 * 1024) -> Iterator[bytes]:
-        """Stream the object's bytes in chunks, with constant memory."""
+    def open(self, bucket: str, key: str, chunk_size: int = 8 * 1024 * 1024, *, start: int = 0,
+             end: int | None = None) -> Iterator[bytes]:
+        """Stream the object's bytes (or bytes start..end inclusive) in chunks, with constant memory."""
 
     @abc.abstractmethod
     def head(self, bucket: str, key: str) -> BlobInfo: ...
@@ -103,6 +128,29 @@ class BlobStore(abc.ABC):
 
         expected_revision pins the source (an ETag or a generation): if it changed, BlobChanged.
         """
+
+    # Multipart writes (S3 multipart uploads; GCS temporary objects `{key}.part{N}`, composed).
+
+    @abc.abstractmethod
+    def start_parts(self, bucket: str, key: str, *, content_type: str = "application/octet-stream",
+                    metadata: dict[str, str] | None = None, resume: bool = True) -> PartsUpload:
+        """Begin a multipart write of key. With resume, pick up the parts an unfinished earlier write left."""
+
+    @abc.abstractmethod
+    def upload_part(self, upload: PartsUpload, number: int, data: bytes | bytearray) -> Part:
+        """Upload part `number` (1-based), replacing any earlier upload of that part."""
+
+    @abc.abstractmethod
+    def assembled_checksum(self, parts: list[Part]) -> str:
+        """The native checksum the object assembled from these parts will have: check it before completing."""
+
+    @abc.abstractmethod
+    def complete_parts(self, upload: PartsUpload, parts: list[Part]) -> BlobInfo:
+        """Assemble the parts in number order into the object at once, then remove what the write left behind."""
+
+    @abc.abstractmethod
+    def discard_parts(self, bucket: str, key: str) -> int:
+        """Remove every unfinished multipart write of key (uploads, temporary parts); how many were found."""
 
     @abc.abstractmethod
     def list_page(self, bucket: str, prefix: str, *, token: str | None = None, start_after: str | None = None,

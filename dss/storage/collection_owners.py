@@ -6,12 +6,11 @@ The collection documents in the buckets stay the authority on ownership; this ta
 """
 from __future__ import annotations
 
-import functools
 import itertools
 import logging
 import time
 
-import boto3
+from .dynamodb_tables import create_table_if_missing, dynamodb  # noqa: F401 (dynamodb: imported from here too)
 
 logger = logging.getLogger(__name__)
 
@@ -21,30 +20,9 @@ BATCH_WRITE_LIMIT = 25  # DynamoDB's maximum per BatchWriteItem
 UNPROCESSED_RETRIES = 8
 
 
-@functools.cache
-def dynamodb():
-    """One client per process (clients are thread-safe); AWS_ENDPOINT_URL_DYNAMODB points it at a local server."""
-    return boto3.client("dynamodb")
-
-
 def ensure_table(client, name: str) -> bool:
     """Create the table if it is missing (on-demand capacity). True if it was created now."""
-    try:
-        client.describe_table(TableName=name)
-        return False
-    except client.exceptions.ResourceNotFoundException:
-        pass
-    try:
-        client.create_table(
-            TableName=name, BillingMode="PAY_PER_REQUEST",
-            AttributeDefinitions=[{"AttributeName": HASH_KEY, "AttributeType": "S"},
-                                  {"AttributeName": SORT_KEY, "AttributeType": "S"}],
-            KeySchema=[{"AttributeName": HASH_KEY, "KeyType": "HASH"},
-                       {"AttributeName": SORT_KEY, "KeyType": "RANGE"}])
-    except client.exceptions.ResourceInUseException:
-        return False  # created by a racing caller
-    client.get_waiter("table_exists").wait(TableName=name)
-    return True
+    return create_table_if_missing(client, name, hash_key=HASH_KEY, sort_key=SORT_KEY)
 
 
 class CollectionOwners:

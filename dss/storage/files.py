@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from ..checksums import Checksummer, Checksums, s3_part_size
 from ..errors import DSSError
@@ -11,6 +13,9 @@ from ..file_metadata import (checksums_of, file_metadata_document, parse_source_
 from ..identifiers import file_key, uuid_prefix, version_from_key
 from .blobstore import BlobAccessDenied, BlobAlreadyExists, BlobChanged, BlobInfo, BlobNotFound
 from .replicas import Replica, Replicas, ReplicaStore
+
+if TYPE_CHECKING:
+    from .copy_jobs import CopyQueue
 
 logger = logging.getLogger(__name__)
 
@@ -47,18 +52,35 @@ def latest_file_version(rs: ReplicaStore, uuid: str) -> str | None:
     return max((v for v in versions if v), default=None)
 
 
-def file_metadata(replicas: Replicas, replica: str, uuid: str, version: str | None) -> dict:
+def file_metadata(replicas: Replicas, replica: str, uuid: str, version: str | None,
+                  copies: CopyQueue | None = None) -> dict:
+    """The metadata document; when a given version is not written (yet), `copies` tells whether it is still being
+    copied (404) or its copy failed (the recorded problem, e.g. 422 missing_checksum)."""
     rs = replicas[replica]
     uuid = uuid.lower()
+    requested = version
     version = version or latest_file_version(rs, uuid)
     document = read_json(rs, file_key(uuid, version)) if version else None
     if document is None:
+        if requested and copies is not None:
+            raise copies.not_written_error(file_key(uuid, requested))
         raise DSSError(404, "not_found", "Cannot find file!")
     return document
 
 
-def put_file(replicas: Replicas, uuid: str, version: str, source_url: str, creator_uid: int) -> int:
-    """Ingest a staging object as files/{uuid}.{version}. Returns 201 (new) or 200 (identical repeat)."""
+@dataclass(frozen=True)
+class PutResult:
+    status: int  # 201 new, 200 identical repeat, 202 copying in the background
+    task_id: str | None = None
+
+
+def put_file(replicas: Replicas, uuid: str, version: str, source_url: str, creator_uid: int,
+             copies: CopyQueue | None = None) -> PutResult:
+    """Ingest a staging object as files/{uuid}.{version}.
+
+    With `copies`, a source above its threshold whose content is not stored yet is copied in the background
+    (202): every check that can fail fast is made first, here.
+    """
     source_ref = parse_source_url(source_url)
     rs = replicas[Replica.from_scheme(source_ref.scheme)]
     source = _head_source(rs, source_ref.bucket, source_ref.key)
@@ -71,12 +93,22 @@ def put_file(replicas: Replicas, uuid: str, version: str, source_url: str, creat
     existing = read_json(rs, key)
     if existing is not None:
         if same_file(existing, document):
-            return 200
+            return PutResult(200)
         raise conflict
+    if copies is not None:
+        running = copies.running_task(key, document, conflict)
+        if running:
+            return PutResult(202, running)
+        blob_key = checksums.blob_key()
+        if source.size > copies.threshold and not blob_present(rs, blob_key, source.size):
+            _verify_native_checksum(rs, source_ref.bucket, source_ref.key, source, checksums)
+            return PutResult(202, copies.submit(key, rs=rs, document=document, source_bucket=source_ref.bucket,
+                                                source_key=source_ref.key, source=source, blob_key=blob_key,
+                                                conflict=conflict))
     store_blob(rs, source_ref.bucket, source_ref.key, source, checksums)
     written = write_immutable_json(rs, key, document, conflict=conflict, same=same_file, known_absent=True)
     logger.info("file %s.%s on %s: %s", uuid, version, rs.replica.value, "created" if written else "repeat")
-    return 201 if written else 200
+    return PutResult(201 if written else 200)
 
 
 def _head_source(rs: ReplicaStore, bucket: str, key: str) -> BlobInfo:
@@ -98,11 +130,8 @@ def _source_user_metadata(rs: ReplicaStore, bucket: str, key: str, info: BlobInf
 def store_blob(rs: ReplicaStore, src_bucket: str, src_key: str, source: BlobInfo, checksums: Checksums) -> str:
     """Copy the staging object to its content-addressed key, server side, after verifying its native checksum."""
     blob_key = checksums.blob_key()
-    try:
-        if rs.store.head(rs.bucket, blob_key).size == source.size:
-            return blob_key  # content dedupe: only verified bytes are ever written under a blob key
-    except BlobNotFound:
-        pass
+    if blob_present(rs, blob_key, source.size):
+        return blob_key  # content dedupe: only verified bytes are ever written under a blob key
     _verify_native_checksum(rs, src_bucket, src_key, source, checksums)
     try:
         rs.store.copy(src_bucket, src_key, rs.bucket, blob_key, create_only=True,
@@ -112,6 +141,13 @@ def store_blob(rs: ReplicaStore, src_bucket: str, src_key: str, source: BlobInfo
     except BlobChanged:
         raise DSSError(409, "source_changed", "The staging object changed while it was being copied; retry.")
     return blob_key
+
+
+def blob_present(rs: ReplicaStore, blob_key: str, size: int) -> bool:
+    try:
+        return rs.store.head(rs.bucket, blob_key).size == size
+    except BlobNotFound:
+        return False
 
 
 def _verify_native_checksum(rs: ReplicaStore, bucket: str, key: str, source: BlobInfo, checksums: Checksums):

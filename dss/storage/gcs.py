@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import base64
 import datetime
+import io
 import logging
 import os
+import re
 from typing import BinaryIO, Iterator
 
 from google.api_core import exceptions as gexc
@@ -12,7 +14,9 @@ from google.auth.credentials import AnonymousCredentials
 from google.cloud import storage
 from google.oauth2 import service_account
 
-from .blobstore import BlobAccessDenied, BlobAlreadyExists, BlobChanged, BlobInfo, BlobNotFound, BlobStore, Page
+from ..checksums import crc32c_combine
+from .blobstore import (BlobAccessDenied, BlobAlreadyExists, BlobChanged, BlobInfo, BlobNotFound, BlobStore, Page,
+                        Part, PartsUpload)
 
 logger = logging.getLogger(__name__)
 
@@ -21,6 +25,12 @@ _CHUNK_QUANTUM = 256 * 1024
 # Our own continuation tokens: a server page token, or "the last key seen" when we cut a page ourselves.
 _SERVER_TOKEN = "p:"
 _AFTER_KEY_TOKEN = "a:"
+# One compose call takes at most 32 sources; more parts are composed in stages.
+MAX_COMPOSE_SOURCES = 32
+# Parts of a multipart write are the temporary objects `{key}.part{N}`; stage results `{key}.part{N}-{M}` hold
+# parts N..M. Deterministic names: a restarted write finds and reuses (or overwrites) what a crashed one left.
+_PART_SUFFIX_REGEX = re.compile(r"\.part(\d+)(?:-(\d+))?")
+_PART_UPLOAD_CHUNK = 8 * 1024 * 1024
 
 
 def crc32c_hex(b64: str | None) -> str:
@@ -30,7 +40,33 @@ def crc32c_hex(b64: str | None) -> str:
 def _info(blob: storage.Blob) -> BlobInfo:
     return BlobInfo(key=blob.name, size=blob.size or 0, content_type=blob.content_type or "",
                     native_checksum=crc32c_hex(blob.crc32c), metadata=dict(blob.metadata or {}),
-                    revision=str(blob.generation or ""))
+                    revision=str(blob.generation or ""), modified=blob.time_created)
+
+
+class _MemoryReader(io.RawIOBase):
+    """A read-only file over a buffer, without copying it whole (io.BytesIO would)."""
+
+    def __init__(self, data):
+        self._view, self._pos = memoryview(data).cast("B"), 0
+
+    def readable(self):
+        return True
+
+    def seekable(self):
+        return True
+
+    def tell(self):
+        return self._pos
+
+    def seek(self, offset, whence=io.SEEK_SET):
+        self._pos = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: len(self._view)}[whence] + offset
+        return self._pos
+
+    def readinto(self, buffer):
+        n = min(len(buffer), max(0, len(self._view) - self._pos))
+        buffer[:n] = self._view[self._pos:self._pos + n]
+        self._pos += n
+        return n
 
 
 class GCSBlobStore(BlobStore):
@@ -83,10 +119,10 @@ class GCSBlobStore(BlobStore):
         except gexc.NotFound as e:
             raise BlobNotFound(f"gs://{bucket}/{key}") from e
 
-    def open(self, bucket, key, chunk_size=8 * 1024 * 1024) -> Iterator[bytes]:
-        size = self.head(bucket, key).size
-        for start in range(0, size, chunk_size):
-            yield self.get_range(bucket, key, start, min(start + chunk_size, size) - 1)
+    def open(self, bucket, key, chunk_size=8 * 1024 * 1024, *, start=0, end=None) -> Iterator[bytes]:
+        last = self.head(bucket, key).size - 1 if end is None else end
+        for first in range(start, last + 1, chunk_size):
+            yield self.get_range(bucket, key, first, min(first + chunk_size - 1, last))
 
     def head(self, bucket, key):
         try:
@@ -129,6 +165,62 @@ class GCSBlobStore(BlobStore):
         except gexc.NotFound as e:
             raise BlobNotFound(f"gs://{src_bucket}/{src_key}") from e
         return self.head(dst_bucket, dst_key)
+
+    def start_parts(self, bucket, key, *, content_type="application/octet-stream", metadata=None, resume=True):
+        uploaded = {}
+        if resume:
+            for blob in self._temporary_parts(bucket, key):
+                match = _PART_SUFFIX_REGEX.fullmatch(blob.name[len(key):])
+                if not match[2]:  # a part, not a stage result
+                    number = int(match[1])
+                    uploaded[number] = Part(number, blob.size or 0, blob.name, crc32c_hex(blob.crc32c))
+        return PartsUpload(bucket, key, "", content_type, dict(metadata or {}), uploaded)
+
+    def upload_part(self, upload, number, data):
+        name = f"{upload.key}.part{number}"
+        blob = self._blob(upload.bucket, name)
+        blob.chunk_size = _PART_UPLOAD_CHUNK  # read (and copy) the part a chunk at a time, not whole
+        blob.upload_from_file(_MemoryReader(data), size=len(data), content_type="application/octet-stream")
+        return Part(number, len(data), name, crc32c_hex(blob.crc32c))
+
+    def assembled_checksum(self, parts):
+        crc = "00000000"
+        for part in sorted(parts, key=lambda p: p.number):
+            crc = crc32c_combine(crc, part.checksum, part.size)
+        return crc
+
+    def complete_parts(self, upload, parts):
+        bucket = self.client.bucket(upload.bucket)
+        # (first part, last part, object) of each source, composed in stages of at most 32 until one call is left.
+        sources = [(p.number, p.number, p.token) for p in sorted(parts, key=lambda p: p.number)]
+        try:
+            while len(sources) > MAX_COMPOSE_SOURCES:
+                stage = []
+                for i in range(0, len(sources), MAX_COMPOSE_SOURCES):
+                    group = sources[i:i + MAX_COMPOSE_SOURCES]
+                    name = f"{upload.key}.part{group[0][0]}-{group[-1][1]}"
+                    bucket.blob(name).compose([bucket.blob(source) for _, _, source in group])
+                    stage.append((group[0][0], group[-1][1], name))
+                sources = stage
+            destination = bucket.blob(upload.key)
+            destination.content_type = upload.content_type
+            destination.metadata = upload.metadata or None
+            destination.compose([bucket.blob(source) for _, _, source in sources])
+        except gexc.NotFound as e:  # a racing writer of the same key finished first and removed the parts
+            raise BlobNotFound(f"gs://{upload.bucket}/{upload.key}: a part is gone") from e
+        self.discard_parts(upload.bucket, upload.key)
+        return self.head(upload.bucket, upload.key)
+
+    def discard_parts(self, bucket, key):
+        found = list(self._temporary_parts(bucket, key))
+        for blob in found:
+            self.delete(bucket, blob.name)
+        return len(found)
+
+    def _temporary_parts(self, bucket, key) -> Iterator[storage.Blob]:
+        for blob in self.client.list_blobs(bucket, prefix=key + ".part"):
+            if _PART_SUFFIX_REGEX.fullmatch(blob.name[len(key):]):
+                yield blob
 
     def list_page(self, bucket, prefix, *, token=None, start_after=None, page_size=1000):
         server_token = None

@@ -1,6 +1,7 @@
 """The S3 blobstore, on boto3. The endpoint comes from AWS_ENDPOINT_URL_S3 when set (the local stack)."""
 from __future__ import annotations
 
+import hashlib
 import logging
 from concurrent.futures import ThreadPoolExecutor
 from typing import BinaryIO, Iterator
@@ -11,7 +12,7 @@ from boto3.s3.transfer import TransferConfig
 from botocore.exceptions import ClientError
 
 from .blobstore import (BlobAccessDenied, BlobAlreadyExists, BlobChanged, BlobInfo, BlobNotFound, BlobStore,
-                        BlobStoreError, Page)
+                        BlobStoreError, Page, Part, PartsUpload)
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +38,12 @@ def _translate(error: ClientError, bucket: str, key: str, *, precondition: type[
     if code in ("412", "PreconditionFailed", "ConditionalRequestConflict"):
         return precondition(where)
     return error
+
+
+def _upload_error(error: ClientError, upload: PartsUpload):
+    if _error_code(error) == "NoSuchUpload":  # completed or aborted meanwhile, by a racing writer of the same key
+        return BlobNotFound(f"s3://{upload.bucket}/{upload.key}: upload {upload.upload_id} is gone")
+    return _translate(error, upload.bucket, upload.key)
 
 
 class S3BlobStore(BlobStore):
@@ -78,9 +85,10 @@ class S3BlobStore(BlobStore):
         except ClientError as e:
             raise _translate(e, bucket, key) from e
 
-    def open(self, bucket, key, chunk_size=8 * 1024 * 1024) -> Iterator[bytes]:
+    def open(self, bucket, key, chunk_size=8 * 1024 * 1024, *, start=0, end=None) -> Iterator[bytes]:
+        ranged = {"Range": f"bytes={start}-{'' if end is None else end}"} if start or end is not None else {}
         try:
-            body = self.client.get_object(Bucket=bucket, Key=key)["Body"]
+            body = self.client.get_object(Bucket=bucket, Key=key, **ranged)["Body"]
         except ClientError as e:
             raise _translate(e, bucket, key) from e
         with body:
@@ -93,7 +101,8 @@ class S3BlobStore(BlobStore):
             raise _translate(e, bucket, key) from e
         etag = _unquote(r["ETag"])
         return BlobInfo(key=key, size=r["ContentLength"], content_type=r.get("ContentType", ""),
-                        native_checksum=etag, metadata=dict(r.get("Metadata", {})), revision=r["ETag"])
+                        native_checksum=etag, metadata=dict(r.get("Metadata", {})), revision=r["ETag"],
+                        modified=r.get("LastModified"))
 
     def tags(self, bucket, key) -> dict[str, str]:
         try:
@@ -171,6 +180,57 @@ class S3BlobStore(BlobStore):
             raise
         logger.info("copied s3://%s/%s to s3://%s/%s in %d parts", src_bucket, src_key, dst_bucket, dst_key,
                     len(ranges))
+
+    def start_parts(self, bucket, key, *, content_type="application/octet-stream", metadata=None, resume=True):
+        pending = self._pending_uploads(bucket, key) if resume else []
+        if pending:  # the newest unfinished upload of this key: its finished parts are kept
+            upload_id = max(pending, key=lambda u: u["Initiated"])["UploadId"]
+            pages = self.client.get_paginator("list_parts").paginate(Bucket=bucket, Key=key, UploadId=upload_id)
+            uploaded = {p["PartNumber"]: Part(p["PartNumber"], p["Size"], p["ETag"], _unquote(p["ETag"]))
+                        for page in pages for p in page.get("Parts", [])}
+        else:
+            upload_id = self.client.create_multipart_upload(
+                Bucket=bucket, Key=key, ContentType=content_type, Metadata=metadata or {})["UploadId"]
+            uploaded = {}
+        return PartsUpload(bucket, key, upload_id, content_type, dict(metadata or {}), uploaded)
+
+    def upload_part(self, upload, number, data):
+        try:
+            r = self.client.upload_part(Bucket=upload.bucket, Key=upload.key, UploadId=upload.upload_id,
+                                        PartNumber=number, Body=data)
+        except ClientError as e:
+            raise _upload_error(e, upload) from e
+        return Part(number, len(data), r["ETag"], _unquote(r["ETag"]))
+
+    def assembled_checksum(self, parts):
+        # The multipart ETag: the MD5 of the parts' MD5s, and the number of parts.
+        digests = b"".join(bytes.fromhex(p.checksum) for p in sorted(parts, key=lambda p: p.number))
+        return f"{hashlib.md5(digests).hexdigest()}-{len(parts)}"
+
+    def complete_parts(self, upload, parts):
+        try:
+            self.client.complete_multipart_upload(
+                Bucket=upload.bucket, Key=upload.key, UploadId=upload.upload_id,
+                MultipartUpload={"Parts": [{"PartNumber": p.number, "ETag": p.token}
+                                           for p in sorted(parts, key=lambda p: p.number)]})
+        except ClientError as e:
+            raise _upload_error(e, upload) from e
+        self.discard_parts(upload.bucket, upload.key)  # uploads of this key that crashed or lost the race
+        return self.head(upload.bucket, upload.key)
+
+    def discard_parts(self, bucket, key):
+        pending = self._pending_uploads(bucket, key)
+        for upload in pending:
+            try:
+                self.client.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload["UploadId"])
+            except ClientError as e:
+                if _error_code(e) != "NoSuchUpload":
+                    raise
+        return len(pending)
+
+    def _pending_uploads(self, bucket, key) -> list[dict]:
+        pages = self.client.get_paginator("list_multipart_uploads").paginate(Bucket=bucket, Prefix=key)
+        return [u for page in pages for u in page.get("Uploads", []) if u["Key"] == key]
 
     def list_page(self, bucket, prefix, *, token=None, start_after=None, page_size=1000):
         kwargs = {"Bucket": bucket, "Prefix": prefix, "MaxKeys": page_size}

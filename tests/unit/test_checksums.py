@@ -5,7 +5,8 @@ import google_crc32c
 import pytest
 
 from dss.checksums import (MiB, Checksummer, checksums_from_blob_key, compute_checksums,
-                           compute_checksums_of_bytes, invalid_checksum_names, s3_multipart_etag, s3_part_size)
+                           compute_checksums_of_bytes, crc32c_combine, invalid_checksum_names, s3_multipart_etag,
+                           s3_part_size)
 
 
 def test_known_values_of_hello_world():
@@ -67,3 +68,10 @@ def test_malformed_checksums_are_named(name, value):
     good = {"sha256": "a" * 64, "sha1": "b" * 40, "s3_etag": "c" * 32 + "-2", "crc32c": "d" * 8}
     assert invalid_checksum_names(good) == []
     assert invalid_checksum_names({**good, name: value}) == [name]
+
+
+@pytest.mark.parametrize("sizes", [(1, 1), (5, 0), (0, 7), (1000, 333), (MiB, 3 * MiB + 17)])
+def test_crc32c_of_a_concatenation_from_the_parts(sizes):
+    a, b = bytes(range(256)) * (sizes[0] // 256) + b"x" * (sizes[0] % 256), b"\x07" * sizes[1]
+    crc = lambda data: google_crc32c.value(data).to_bytes(4, "big").hex()  # noqa: E731
+    assert crc32c_combine(crc(a), crc(b), len(b)) == crc(a + b)

@@ -1,0 +1,389 @@
+"""Replication (the dss-sync daemon): every object written to one replica's primary bucket is copied to the other.
+
+- Order. A blob is copied at once; file metadata only once its blob is in the destination; a bundle manifest only
+  once every file it lists is; a collection only once every object it links is; tombstones need nothing. A missing
+  dependency raises NotReady and the message comes back later (and then looks at that dependency first), so a
+  reader of a replica never sees a file without its blob, or a bundle without its files. One missing from the
+  source replica too will never arrive: that is an error (retried, then dead-lettered).
+- Idempotency and the echo loop. A key the destination already has is skipped (for a blob: if the size is right;
+  a blob of the wrong size is overwritten). The copy's own write event, replicated back, stops there.
+- Copies are byte for byte (same bytes, content type and user metadata); metadata objects are written create-only.
+- Blobs up to 64 MiB are streamed in one upload. Larger ones go up in parallel parts (the dcplib part size, so an
+  S3 destination's multipart ETag is the one in the blob key), a bounded number at a time, each part's bytes held
+  once: memory stays within BUFFERED_PARTS parts per process, whatever the blob size.
+- Verification, before the blob becomes visible: a streamed copy checks the sha256 of what it read before handing
+  over the last byte (the upload fails instead of completing); a copy in parts checks that the store's checksums
+  of the parts add up to the blob key's (S3 ETag, GCS crc32c) before assembling them. After, the destination's
+  own checksum must equal the key's, or the copy is deleted. A failure fails the message (retried, then
+  dead-lettered).
+- Crash safety. The destination object is only ever created whole: an S3 multipart upload is invisible until
+  completed, GCS parts are temporary objects `{key}.part{N}` composed at the end. A restarted copy resumes the
+  parts a crashed one left (same upload, same part names) and removes them when done.
+- One log line per replicated object, with its lag (REPLICATED_LINE parses it).
+"""
+from __future__ import annotations
+
+import contextlib
+import datetime
+import hashlib
+import io
+import json
+import logging
+import re
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+from .checksums import checksums_from_blob_key, s3_part_size
+from .collections import linked_key
+from .events.records import object_events, parse_time
+from .events.runtime import NOT_READY_KEY, Deps, NotReady
+from .identifiers import ObjectId, ObjectIdentifierError, file_key
+from .storage.blobstore import BlobAlreadyExists, BlobInfo, BlobNotFound
+from .storage.files import blob_key_of
+from .storage.replicas import Replica, ReplicaStore
+
+logger = logging.getLogger(__name__)
+
+MiB = 1024 * 1024
+SMALL_BLOB_MAX = 64 * MiB  # larger blobs are copied in parallel parts
+STREAM_CHUNK = 8 * MiB  # reads are streamed in chunks of this size
+PART_CONCURRENCY = 4  # parts of one blob in flight at once
+BUFFERED_PARTS = 4  # part buffers alive in this process, over every copy: memory <= BUFFERED_PARTS x part size
+BLOB_WAIT_SECONDS = 1.0  # a file's small blob, copied by its own message meanwhile, is waited for this long
+BLOB_POLL_SECONDS = 0.1
+DEPENDENCY_BATCH = 32  # dependencies looked up at once; the lookup stops at the first batch with a missing one
+NOT_READY_MAX_DELAY = 60
+WAITING_FOR_KEY = "_waiting_for"  # in a re-queued message: {key: the dependency it waits for}
+
+COPIED, PRESENT, SKIPPED = "copied", "present", "skipped"
+OTHER = {"aws": "gcp", "gcp": "aws"}
+REPLICATED_LINE = re.compile(r"replicated (?P<source>aws|gcp)->(?P<dest>aws|gcp) (?P<key>\S+) "
+                             r"lag=(?P<lag>-?[0-9.]+)s bytes=(?P<bytes>\d+)")
+
+_buffers = threading.BoundedSemaphore(BUFFERED_PARTS)
+
+
+class ReplicationError(Exception):
+    """A copy that cannot succeed as things are: the message fails, is retried, and is dead-lettered in the end."""
+
+
+class DependencyMissing(NotReady):
+    """An object the key needs is not in the destination yet."""
+
+    def __init__(self, key: str, dependency: str, reason: str):
+        super().__init__(reason)
+        self.key, self.dependency = key, dependency
+
+
+# --- the queue handler ---------------------------------------------------------------------------------------
+
+def handle_message(body: dict, deps: Deps) -> None:
+    """Replicate what one message names: object events of either cloud, or an operator's
+    `{"source_replica", "dest_replica", "key"}`.
+
+    NotReady if a dependency has yet to arrive: the runtime re-sends this very `body`, to which the dependency is
+    added (WAITING_FOR_KEY), so that the next delivery first looks at that one object, and nothing else while it
+    is still missing.
+    """
+    failure: Exception | None = None
+    not_ready: DependencyMissing | None = None
+    waiting = body.setdefault(WAITING_FOR_KEY, {}) if isinstance(body, dict) else {}
+    for source, dest, key, event_time in _jobs(body, deps):
+        try:
+            blocker = waiting.pop(key, None)
+            if blocker and not _exists(deps.replicas[dest], blocker):
+                raise DependencyMissing(key, blocker, f"{key} still waits for {blocker} to reach {dest}")
+            replicate_object(deps, source, dest, key, event_time=event_time)
+        except DependencyMissing as e:
+            waiting[key] = e.dependency
+            not_ready = not_ready or e
+        except Exception as e:  # the others of the message still go; the first failure fails the message
+            logger.warning("replication %s->%s of %s failed: %s", source, dest, key, e)
+            failure = failure or e
+    if failure is not None:
+        raise failure
+    if not_ready is not None:
+        attempts = int(body.get(NOT_READY_KEY, 0))
+        raise NotReady(str(not_ready), retry_after=min(NOT_READY_MAX_DELAY, 2 ** attempts))
+
+
+def _jobs(body: dict, deps: Deps) -> list[tuple[str, str, str, str | None]]:
+    """(source replica, destination replica, key, event time) of each object the message names."""
+    if "source_replica" in body:
+        return [(body["source_replica"], body["dest_replica"], body["key"], None)]
+    jobs = []
+    for event in object_events(body):
+        if event.bucket != deps.replicas[event.replica].bucket:
+            logger.info("skipped %s/%s: not the primary bucket of %s", event.bucket, event.key, event.replica)
+            continue
+        jobs.append((event.replica, OTHER[event.replica], event.key, event.event_time))
+    if not jobs:
+        logger.info("no object to replicate in %.200s", json.dumps(body))
+    return jobs
+
+
+# --- one object ----------------------------------------------------------------------------------------------
+
+def replicate_object(deps: Deps, source_replica: str, dest_replica: str, key: str, *,
+                     event_time: str | None = None) -> str:
+    """Copy `key` of the source replica's primary bucket to the destination's, once its dependencies are there.
+
+    Returns "copied", "present" (the destination had it) or "skipped" (not a DSS object). Raises NotReady
+    (DependencyMissing) while a dependency is missing in the destination, ReplicationError when the copy cannot be
+    made or verified.
+    """
+    source, dest = Replica(source_replica), Replica(dest_replica)
+    if source is dest:
+        raise ValueError(f"cannot replicate {key} from {source.value} to itself")
+    is_blob = key.startswith("blobs/")
+    if is_blob and checksums_from_blob_key(key) is None:
+        return _skipped(key, "not a blob key (a temporary part?)")
+    if not is_blob:
+        try:
+            oid = ObjectId.from_key(key)
+        except ObjectIdentifierError:
+            return _skipped(key, "not a DSS object")
+    src, dst = deps.replicas[source], deps.replicas[dest]
+    started = time.monotonic()
+    if is_blob:
+        info = _head_source(src, key)
+        if not _needs_blob(dst, key, info) or not _copy_blob(src, dst, key, info):
+            return PRESENT
+    else:
+        if _exists(dst, key):
+            return PRESENT
+        info = _head_source(src, key)
+        data = src.store.get(src.bucket, key)
+        _check_dependencies(src, dst, key, oid, data)
+        try:
+            dst.store.put(dst.bucket, key, data, content_type=info.content_type or "application/octet-stream",
+                          metadata=info.metadata, create_only=True)
+        except BlobAlreadyExists:
+            return PRESENT
+    lag = _lag(event_time, info)
+    logger.info("replicated %s->%s %s lag=%.3fs bytes=%d took=%.3fs", source.value, dest.value, key, lag,
+                info.size, time.monotonic() - started)
+    return COPIED
+
+
+def _skipped(key: str, why: str) -> str:
+    logger.debug("skipped %s: %s", key, why)
+    return SKIPPED
+
+
+def _head_source(src: ReplicaStore, key: str) -> BlobInfo:
+    try:
+        return src.store.head(src.bucket, key)
+    except BlobNotFound:
+        raise ReplicationError(f"{key} is not in the source replica {src.replica.value}") from None
+
+
+def _lag(event_time: str | None, info: BlobInfo) -> float:
+    moment = parse_time(event_time) if event_time else info.modified
+    if moment is None:
+        return 0.0
+    return (datetime.datetime.now(datetime.timezone.utc) - moment).total_seconds()
+
+
+# --- dependencies --------------------------------------------------------------------------------------------
+
+def _dependencies(oid: ObjectId, data: bytes) -> list[str]:
+    """The keys that must be in the destination before this object may be."""
+    if oid.tombstone:
+        return []
+    document = json.loads(data)
+    if oid.kind == "files":
+        return [blob_key_of(document)]
+    if oid.kind == "bundles":
+        keys = [file_key(entry["uuid"], entry["version"]) for entry in document["files"]]
+    else:
+        keys = []
+        for item in document.get("contents", []):
+            try:
+                keys.append(linked_key(item))
+            except (KeyError, ObjectIdentifierError):
+                continue  # a link that names no object cannot be waited for
+    return list(dict.fromkeys(keys))
+
+
+def _check_dependencies(src: ReplicaStore, dst: ReplicaStore, key: str, oid: ObjectId, data: bytes) -> None:
+    """Return if every dependency is in the destination; else DependencyMissing, or ReplicationError for one
+    that is missing in the source too (it will never arrive)."""
+    missing = _missing_in_first_batch(dst, _dependencies(oid, data))
+    if missing and oid.kind == "files" and _blob_on_its_way(src, dst, missing[0]):
+        return
+    if missing:
+        lost = _missing_in_first_batch(src, missing)
+        if lost:
+            raise ReplicationError(f"{key} needs {lost[0]}, which is missing in the source replica "
+                                   f"{src.replica.value} as well")
+        more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""
+        raise DependencyMissing(key, missing[0], f"{key} waits for {missing[0]}{more} to reach {dst.replica.value}")
+
+
+def _blob_on_its_way(src: ReplicaStore, dst: ReplicaStore, blob_key: str) -> bool:
+    """A file's event comes right after its blob's: a small blob is likely being copied; wait for it a moment."""
+    try:
+        if src.store.head(src.bucket, blob_key).size > SMALL_BLOB_MAX:
+            return False
+    except BlobNotFound:
+        return False
+    deadline = time.monotonic() + BLOB_WAIT_SECONDS
+    while time.monotonic() < deadline:
+        time.sleep(BLOB_POLL_SECONDS)
+        if _exists(dst, blob_key):
+            return True
+    return False
+
+
+def _exists(rs: ReplicaStore, key: str) -> bool:
+    return rs.store.exists(rs.bucket, key)
+
+
+def _missing_in_first_batch(rs: ReplicaStore, keys: list[str]) -> list[str]:
+    """The keys missing in rs from the first batch of DEPENDENCY_BATCH that has any; [] if none is missing."""
+    if not keys:
+        return []
+    with ThreadPoolExecutor(max_workers=min(DEPENDENCY_BATCH, len(keys)), thread_name_prefix="sync-deps") as pool:
+        for start in range(0, len(keys), DEPENDENCY_BATCH):
+            batch = keys[start:start + DEPENDENCY_BATCH]
+            present = list(pool.map(lambda k: _exists(rs, k), batch))
+            missing = [k for k, there in zip(batch, present) if not there]
+            if missing:
+                return missing
+    return []
+
+
+# --- blobs ---------------------------------------------------------------------------------------------------
+
+def _needs_blob(dst: ReplicaStore, key: str, source: BlobInfo) -> bool:
+    try:
+        existing = dst.store.head(dst.bucket, key)
+    except BlobNotFound:
+        return True
+    if existing.size != source.size:
+        logger.warning("%s in %s has %d bytes, not %d: copying it again", key, dst.replica.value, existing.size,
+                       source.size)
+        return True
+    if source.size > SMALL_BLOB_MAX:
+        dst.store.discard_parts(dst.bucket, key)  # a crash between assembling the parts and removing them
+    return False
+
+
+def _copy_blob(src: ReplicaStore, dst: ReplicaStore, key: str, source: BlobInfo) -> bool:
+    """Copy a blob, verified before it becomes visible, and checked again once it is. False: a racing copy of the
+    same blob (a duplicated event) finished first."""
+    checksums = checksums_from_blob_key(key)
+    expected = getattr(checksums, dst.store.native_checksum_name)
+    try:
+        if source.size <= SMALL_BLOB_MAX:
+            written = _stream_copy(src, dst, key, source, checksums.sha256)
+        else:
+            written = _parts_copy(src, dst, key, source, expected)
+    except BlobNotFound:  # the shared upload or parts were taken away, by the racer that completed them
+        if _needs_blob(dst, key, source):
+            raise
+        return False
+    if (written.size, written.native_checksum) != (source.size, expected):
+        dst.store.delete(dst.bucket, key)
+        raise ReplicationError(
+            f"{key} in {dst.replica.value} failed verification: {written.size} bytes with "
+            f"{dst.store.native_checksum_name} {written.native_checksum}, expected {source.size} bytes with "
+            f"{expected}; the copy was deleted")
+    return True
+
+
+def _stream_copy(src: ReplicaStore, dst: ReplicaStore, key: str, source: BlobInfo, sha256: str) -> BlobInfo:
+    """One upload, streamed. The stream checks the sha256 of what it read before it hands over the last byte, so a
+    wrong copy is never completed."""
+    content_type = source.content_type or "application/octet-stream"
+    stream = _VerifyingStream(src.store.open(src.bucket, key, STREAM_CHUNK) if source.size else iter(()),
+                              size=source.size, sha256=sha256, what=f"{key} from {src.replica.value}")
+    if source.size == 0:
+        stream.read()  # verified: the empty blob's key names the empty content
+        return dst.store.put(dst.bucket, key, b"", content_type=content_type, metadata=source.metadata)
+    # An S3 upload in one part has the plain-MD5 ETag that the key holds; GCS takes it in resumable chunks.
+    part_size = s3_part_size(source.size) if dst.store.scheme == "s3" else STREAM_CHUNK
+    # S3 uploads buffer up to a part: count a large one against the part buffers.
+    with _buffers if source.size > STREAM_CHUNK else contextlib.nullcontext():
+        return dst.store.upload(dst.bucket, key, stream, size=source.size, part_size=part_size,
+                                content_type=content_type, metadata=source.metadata)
+
+
+def _parts_copy(src: ReplicaStore, dst: ReplicaStore, key: str, source: BlobInfo, expected: str) -> BlobInfo:
+    part_size = s3_part_size(source.size)
+    ranges = [(number, start, min(start + part_size, source.size) - 1)
+              for number, start in enumerate(range(0, source.size, part_size), 1)]
+    upload = dst.store.start_parts(dst.bucket, key, content_type=source.content_type or "application/octet-stream",
+                                   metadata=source.metadata)
+    reused = [upload.uploaded[n] for n, first, last in ranges
+              if n in upload.uploaded and upload.uploaded[n].size == last - first + 1]
+    todo = [r for r in ranges if r[0] not in {p.number for p in reused}]
+    logger.info("copying %s->%s %s: %d bytes in %d parts (%d there already)", src.replica.value,
+                dst.replica.value, key, source.size, len(ranges), len(reused))
+
+    def copy_part(part):
+        number, first, last = part
+        with _buffers:
+            buffer = bytearray(last - first + 1)
+            filled = 0
+            for chunk in src.store.open(src.bucket, key, STREAM_CHUNK, start=first, end=last):
+                buffer[filled:filled + len(chunk)] = chunk
+                filled += len(chunk)
+            if filled != len(buffer):
+                raise ReplicationError(f"{key}: part {number} read {filled} bytes of {len(buffer)}")
+            return dst.store.upload_part(upload, number, buffer)
+
+    with ThreadPoolExecutor(max_workers=max(1, min(PART_CONCURRENCY, len(todo))),
+                            thread_name_prefix="sync-part") as pool:
+        parts = sorted(reused + list(pool.map(copy_part, todo)), key=lambda p: p.number)
+    # The store's checksums of the parts tell what the assembled object's will be: check before it exists.
+    assembled = dst.store.assembled_checksum(parts)
+    if assembled != expected:
+        dst.store.discard_parts(dst.bucket, key)
+        raise ReplicationError(f"{key} failed verification: its parts in {dst.replica.value} add up to "
+                               f"{dst.store.native_checksum_name} {assembled}, not {expected}; they were discarded")
+    return dst.store.complete_parts(upload, parts)
+
+
+class _VerifyingStream(io.RawIOBase):
+    """A forward-only file over an iterator of byte chunks that must add up to `size` bytes with this sha256.
+
+    The check is made before the last byte is handed over (and at the end of the chunks): an upload reading this
+    stream fails before it completes, rather than leave a wrong object behind.
+    """
+
+    def __init__(self, chunks, *, size: int, sha256: str, what: str):
+        self._chunks, self._pending, self._position = iter(chunks), memoryview(b""), 0
+        self._size, self._sha256, self._what, self._digest = size, sha256, what, hashlib.sha256()
+
+    def readable(self):
+        return True
+
+    def tell(self):
+        return self._position
+
+    def readinto(self, buffer):
+        filled = 0  # a read returns all it asks for, but at the end: chunked uploads need whole chunks
+        while filled < len(buffer):
+            if not self._pending:
+                chunk = next(self._chunks, None)
+                if chunk is None:
+                    break
+                self._pending = memoryview(chunk)
+            n = min(len(buffer) - filled, len(self._pending))
+            buffer[filled:filled + n] = self._pending[:n]
+            self._digest.update(self._pending[:n])
+            self._pending = self._pending[n:]
+            filled += n
+        self._position += filled
+        if self._position >= self._size or not filled:
+            self._verify()  # before the last bytes are handed over
+        return filled
+
+    def _verify(self):
+        digest = self._digest.hexdigest()
+        if (self._position, digest) != (self._size, self._sha256) or self._pending or next(self._chunks, None):
+            raise ReplicationError(f"{self._what} failed verification: read {self._position}+ bytes with sha256 "
+                                   f"{digest}, expected {self._size} bytes with {self._sha256}")

@@ -1,0 +1,428 @@
+"""Replication between the replicas, through the running local stack: its worker replicates on its own.
+
+Direct calls of replicate_object build the cases the worker would race with (objects written without write
+events, see helpers.quiet_replicas), so an outcome can be asserted exactly.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import pathlib
+import subprocess
+import sys
+import time
+import uuid as uuidlib
+
+import boto3
+import pytest
+
+from dss.bundle_manifest import bundle_document, manifest_entry
+from dss.checksums import Checksummer, checksums_from_blob_key, compute_checksums_of_bytes, s3_part_size
+from dss.events.bus import Bus, Topology
+from dss.events.records import gcs_object, s3_record
+from dss.events.runtime import Deps, NotReady
+from dss.identifiers import ObjectId, new_version
+from dss.replication import REPLICATED_LINE, handle_message, replicate_object
+
+from .helpers import downloaded_sha256, put_file_quietly, quiet_replicas, stage_in_parts, unfinished_parts
+
+MiB = 1024 * 1024
+OTHER = {"aws": "gcp", "gcp": "aws"}
+DEAD_LETTERS = pathlib.Path(__file__).resolve().parent.parent / "scripts" / "dead_letters.py"
+
+
+@pytest.fixture(scope="module")
+def deps(settings, replicas) -> Deps:
+    return Deps(settings, replicas, Bus(Topology(settings.stage)))
+
+
+@pytest.fixture(scope="module")
+def quiet(replicas):
+    return quiet_replicas(replicas)
+
+
+def wait_for(predicate, timeout: float = 30, interval: float = 0.2, what: str = "the condition"):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(interval)
+
+
+def head_file(api, uuid, replica):
+    return api.request("HEAD", f"/v1/files/{uuid}", params={"replica": replica})
+
+
+def dss_headers(response) -> dict:
+    return {k: v for k, v in response.headers.items() if k.upper().startswith("X-DSS-")}
+
+
+def sha256_of(rs, key) -> str:
+    digest = hashlib.sha256()
+    for chunk in rs.store.open(rs.bucket, key):
+        digest.update(chunk)
+    return digest.hexdigest()
+
+
+def worker_log(stack) -> pathlib.Path:
+    return stack.logs_dir / "worker.log"
+
+
+def replicated_lines(stack, key: str) -> list[dict]:
+    text = worker_log(stack).read_text(errors="replace")
+    return [m.groupdict() for m in REPLICATED_LINE.finditer(text) if m["key"] == key]
+
+
+def put_new_file(api, stager, replica, data, content_type="application/octet-stream"):
+    uuid, version = str(uuidlib.uuid4()), new_version()
+    r = api.put_file(uuid, version, stager.stage(replica, data, content_type=content_type))
+    assert r.status_code in (201, 202), r.text
+    return uuid, version
+
+
+def put_bundle(api, replica, files):
+    uuid, version = str(uuidlib.uuid4()), new_version()
+    r = api.request("PUT", f"/v1/bundles/{uuid}", params={"replica": replica, "version": version}, auth=True,
+                    json={"creator_uid": 12, "files": [{"uuid": u, "version": v, "name": f"file{i}", "indexed": False}
+                                                       for i, (u, v) in enumerate(files)]})
+    assert r.status_code == 201, r.text
+    return uuid, version
+
+
+def get_bundle(api, uuid, replica, **params):
+    return api.request("GET", f"/v1/bundles/{uuid}", params={"replica": replica, **params})
+
+
+# --- through the worker --------------------------------------------------------------------------------------
+
+def test_files_replicate_both_ways(api, stager, stack, replica):
+    data = os.urandom(3000)
+    uuid, version = put_new_file(api, stager, replica, data, content_type="application/x-replica-test")
+    source = head_file(api, uuid, replica)
+    assert source.status_code == 200
+    copy = wait_for(lambda: (r := head_file(api, uuid, OTHER[replica])).status_code == 200 and r,
+                    what=f"file {uuid} to reach {OTHER[replica]}")
+    assert dss_headers(copy) == dss_headers(source)
+    digests = {downloaded_sha256(api, uuid, r) for r in (replica, OTHER[replica])}
+    assert digests == {hashlib.sha256(data).hexdigest()}
+    # One parseable line per replicated object, with its lag.
+    lines = wait_for(lambda: replicated_lines(stack, f"files/{uuid}.{version}"), timeout=5,
+                     what="the replication log line")
+    assert lines[0]["source"] == replica and lines[0]["dest"] == OTHER[replica]
+    assert 0 <= float(lines[0]["lag"]) < 30
+
+
+def test_bundles_replicate_after_their_files(api, stager):
+    files = [put_new_file(api, stager, "aws", os.urandom(100)) for _ in range(3)]
+    uuid, version = put_bundle(api, "aws", files)
+    copy = wait_for(lambda: (r := get_bundle(api, uuid, "gcp")).status_code == 200 and r,
+                    what="the bundle to reach gcp")
+    for file_uuid, _ in files:  # visible only after every one of its files
+        assert head_file(api, file_uuid, "gcp").status_code == 200
+    assert copy.json() == get_bundle(api, uuid, "aws").json()
+
+
+def test_bundle_written_on_gcp_waits_for_files_from_aws(api, stager):
+    """PUT /bundles on gcp names files just uploaded through aws: it waits for them to replicate."""
+    files = [put_new_file(api, stager, "aws", os.urandom(100)) for _ in range(2)]
+    uuid, version = put_bundle(api, "gcp", files)
+    wait_for(lambda: get_bundle(api, uuid, "aws").status_code == 200, what="the bundle to reach aws")
+
+
+def test_tombstones_replicate(api, stager):
+    uuid, _ = put_bundle(api, "aws", [put_new_file(api, stager, "aws", b"soon dead")])
+    wait_for(lambda: get_bundle(api, uuid, "gcp").status_code == 200, what="the bundle to reach gcp")
+    r = api.request("DELETE", f"/v1/bundles/{uuid}", params={"replica": "aws"}, auth=True,
+                    json={"reason": "replication test"})
+    assert r.status_code == 200, r.text
+    wait_for(lambda: get_bundle(api, uuid, "gcp").status_code == 404, what="the tombstone to reach gcp")
+
+
+def test_collections_replicate(api, stager):
+    file_uuid, file_version = put_new_file(api, stager, "gcp", b'{"a": 1}', content_type="application/json")
+    uuid, version = str(uuidlib.uuid4()), new_version()
+    body = {"name": "replicated", "description": "d", "details": {"k": "v"},
+            "contents": [{"type": "file", "uuid": file_uuid, "version": file_version}]}
+    r = api.request("PUT", "/v1/collections", params={"replica": "gcp", "uuid": uuid, "version": version},
+                    json=body, auth=True)
+    assert r.status_code == 201, r.text
+
+    def on_aws():
+        return api.request("GET", f"/v1/collections/{uuid}", params={"replica": "aws"}, auth=True)
+    copy = wait_for(lambda: (r := on_aws()).status_code == 200 and r, what="the collection to reach aws")
+    assert copy.json() == api.request("GET", f"/v1/collections/{uuid}", params={"replica": "gcp"}, auth=True).json()
+
+
+def test_duplicated_events_converge(deps, quiet, replicas):
+    """Each cloud delivers at least once: the same events, twice, through the queue, leave one identical copy."""
+    f = put_file_quietly(replicas, "gcp", os.urandom(5000), version=new_version())
+    gs = quiet["gcp"]
+    events = [gcs_object(gs.bucket, key, 1) for key in (f["blob_key"], f["metadata_key"])] * 2
+    for event in events:
+        deps.bus.publish_object_event("gcp", event)
+    aws = quiet["aws"]
+    wait_for(lambda: aws.store.exists(aws.bucket, f["metadata_key"]), what="the file to reach aws")
+    for key in (f["blob_key"], f["metadata_key"]):
+        assert aws.store.get(aws.bucket, key) == gs.store.get(gs.bucket, key)
+        assert aws.store.head(aws.bucket, key).content_type == gs.store.head(gs.bucket, key).content_type
+
+
+def test_operator_messages_and_foreign_keys(deps, quiet, replicas):
+    f = put_file_quietly(replicas, "aws", b"by operator", version=new_version())
+    for key in (f["blob_key"], f["metadata_key"]):
+        handle_message({"source_replica": "aws", "dest_replica": "gcp", "key": key}, deps)
+    gs = quiet["gcp"]
+    assert gs.store.get(gs.bucket, f["metadata_key"]) == quiet["aws"].store.get(quiet["aws"].bucket,
+                                                                               f["metadata_key"])
+    # Not DSS objects, or not in the primary bucket: nothing happens.
+    assert replicate_object(deps, "aws", "gcp", f["blob_key"] + ".part1") == "skipped"
+    assert replicate_object(deps, "aws", "gcp", "cache/something") == "skipped"
+    assert replicate_object(deps, "aws", "gcp", "files/not-a-uuid.2020") == "skipped"
+    g = put_file_quietly(replicas, "aws", b"in the wrong bucket", version=new_version())
+    handle_message(s3_record(quiet["aws"].checkout_bucket, g["metadata_key"], 10, ""), deps)
+    handle_message({"Records": [{"eventSource": "aws:s3", "eventName": "ObjectRemoved:Delete"}]}, deps)
+    assert not gs.store.exists(gs.bucket, g["metadata_key"]) and not gs.store.exists(gs.bucket, g["blob_key"])
+
+
+# --- direct calls: ordering and idempotency ------------------------------------------------------------------
+
+def test_a_bundle_never_precedes_its_files(deps, quiet, replicas):
+    version = new_version()
+    files = [put_file_quietly(replicas, "aws", os.urandom(200), version=version) for _ in range(2)]
+    aws, gcp = quiet["aws"], quiet["gcp"]
+    entries = [manifest_entry({"uuid": f["uuid"], "version": f["version"], "name": f"f{i}", "indexed": False},
+                              json.loads(aws.store.get(aws.bucket, f["metadata_key"])))
+               for i, f in enumerate(files)]
+    bundle_key = ObjectId("bundles", str(uuidlib.uuid4()), version).to_key()
+    aws.store.put(aws.bucket, bundle_key, json.dumps(bundle_document(entries, version=version, creator_uid=3)).encode(),
+                  content_type="application/json")
+    tombstone_key = ObjectId("bundles", ObjectId.from_key(bundle_key).uuid, tombstone=True).to_key()
+    aws.store.put(aws.bucket, tombstone_key, b'{"email": "x", "reason": "y", "admin_deleted": true}',
+                  content_type="application/json")
+
+    with pytest.raises(NotReady, match="files/"):
+        replicate_object(deps, "aws", "gcp", bundle_key)
+    with pytest.raises(NotReady, match="blobs/"):  # a file waits for its blob
+        replicate_object(deps, "aws", "gcp", files[0]["metadata_key"])
+    assert replicate_object(deps, "aws", "gcp", tombstone_key) == "copied"  # a tombstone needs nothing
+    for f in files:
+        assert replicate_object(deps, "aws", "gcp", f["blob_key"]) == "copied"
+        assert replicate_object(deps, "aws", "gcp", f["metadata_key"]) == "copied"
+    assert not gcp.store.exists(gcp.bucket, bundle_key)
+    assert replicate_object(deps, "aws", "gcp", bundle_key) == "copied"
+    for key in [bundle_key, tombstone_key] + [f[k] for f in files for k in ("blob_key", "metadata_key")]:
+        assert gcp.store.get(gcp.bucket, key) == aws.store.get(aws.bucket, key)
+        assert replicate_object(deps, "aws", "gcp", key) == "present"  # idempotent
+        assert replicate_object(deps, "gcp", "aws", key) == "present"  # and the echo stops
+
+
+def test_a_collection_waits_for_what_it_links(deps, quiet, replicas):
+    f = put_file_quietly(replicas, "gcp", b'{"x": [1]}', version=new_version(), content_type="application/json")
+    gcp = quiet["gcp"]
+    key = ObjectId("collections", str(uuidlib.uuid4()), new_version()).to_key()
+    document = {"name": "c", "description": "d", "details": {}, "owner": "dev@example.org",
+                "contents": [{"type": "file", "uuid": f["uuid"], "version": f["version"]},
+                             {"type": "x", "uuid": f["uuid"], "version": f["version"], "fragment": "/x/0"}]}
+    gcp.store.put(gcp.bucket, key, json.dumps(document).encode(), content_type="application/json")
+    with pytest.raises(NotReady, match=f["metadata_key"]):
+        replicate_object(deps, "gcp", "aws", key)
+    for k in (f["blob_key"], f["metadata_key"], key):
+        assert replicate_object(deps, "gcp", "aws", k) == "copied"
+
+
+def test_a_dependency_missing_everywhere_is_an_error(deps, quiet):
+    """File metadata without a blob, in the source too, will never become ready: that fails (and dead-letters)."""
+    from dss.replication import ReplicationError
+    from dss.file_metadata import file_metadata_document
+    aws = quiet["aws"]
+    version = new_version()
+    key = ObjectId("files", str(uuidlib.uuid4()), version).to_key()
+    document = file_metadata_document(compute_checksums_of_bytes(os.urandom(10)), size=10,
+                                      content_type="text/plain", creator_uid=1, version=version)
+    aws.store.put(aws.bucket, key, json.dumps(document).encode(), content_type="application/json")
+    with pytest.raises(ReplicationError, match="missing in the source"):
+        replicate_object(deps, "aws", "gcp", key)
+
+
+def test_a_blob_of_the_wrong_size_is_replaced(deps, quiet):
+    data = os.urandom(4000)
+    key = compute_checksums_of_bytes(data).blob_key()
+    aws, gcp = quiet["aws"], quiet["gcp"]
+    aws.store.put(aws.bucket, key, data)
+    gcp.store.put(gcp.bucket, key, data[:1000])  # a partial copy, as the reference's sync bugs left
+    assert replicate_object(deps, "aws", "gcp", key) == "copied"
+    assert gcp.store.get(gcp.bucket, key) == data
+
+
+def test_a_copy_that_fails_verification_is_deleted(deps, quiet):
+    """The bytes under a blob key must have the checksums the key names; a copy that does not is removed."""
+    from dss.replication import ReplicationError
+    data = os.urandom(4000)
+    key = compute_checksums_of_bytes(os.urandom(4000)).blob_key()  # checksums of other bytes
+    gcp, aws = quiet["gcp"], quiet["aws"]
+    gcp.store.put(gcp.bucket, key, data)
+    with pytest.raises(ReplicationError, match="verification"):
+        replicate_object(deps, "gcp", "aws", key)
+    assert not aws.store.exists(aws.bucket, key)
+
+
+# --- blobs in parts, at a small scale (in this process, with 5 MiB parts) --------------------------------------
+
+@pytest.fixture
+def small_parts(monkeypatch):
+    """Blobs over 1 MiB go in 5 MiB parts: blob keys must then carry the ETag of 5 MiB parts."""
+    import dss.replication
+    monkeypatch.setattr(dss.replication, "SMALL_BLOB_MAX", MiB)
+    monkeypatch.setattr(dss.replication, "s3_part_size", lambda size: 5 * MiB)
+
+    def blob(data: bytes) -> str:
+        summer = Checksummer(part_size=5 * MiB)
+        summer.update(data)
+        return summer.finish().blob_key()
+    return blob
+
+
+@pytest.mark.parametrize("source", ["aws", "gcp"])
+def test_parts_are_resumed_assembled_and_verified(deps, quiet, small_parts, source, caplog):
+    data = os.urandom(11 * MiB)
+    key = small_parts(data)
+    src, dst = quiet[source], quiet[OTHER[source]]
+    src.store.put(src.bucket, key, data)
+    # A crashed copy left part 2 behind.
+    dst.store.upload_part(dst.store.start_parts(dst.bucket, key), 2, data[5 * MiB:10 * MiB])
+    with caplog.at_level("INFO", logger="dss.replication"):
+        assert replicate_object(deps, source, OTHER[source], key) == "copied"
+    assert "in 3 parts (1 there already)" in caplog.text
+    assert dst.store.get(dst.bucket, key) == data
+    assert dst.store.head(dst.bucket, key).native_checksum == \
+        getattr(checksums_from_blob_key(key), dst.store.native_checksum_name)
+    assert unfinished_parts(dst, key) == []
+
+
+@pytest.mark.parametrize("source", ["aws", "gcp"])
+def test_parts_that_do_not_add_up_are_discarded(deps, quiet, small_parts, source):
+    data = os.urandom(6 * MiB)
+    key = small_parts(os.urandom(6 * MiB))  # the checksums of other bytes
+    src, dst = quiet[source], quiet[OTHER[source]]
+    src.store.put(src.bucket, key, data)
+    from dss.replication import ReplicationError
+    with pytest.raises(ReplicationError, match="failed verification"):
+        replicate_object(deps, source, OTHER[source], key)
+    assert not dst.store.exists(dst.bucket, key) and unfinished_parts(dst, key) == []
+
+
+# --- large blobs ---------------------------------------------------------------------------------------------
+
+def stage_large(replica, data: bytes, settings, stager) -> str:
+    """Stage as the hca client does; on S3 in 64 MiB parts, so the ETag is the one in hca-dss-s3_etag."""
+    if replica == "gcp":
+        return stager.stage("gcp", data)
+    bucket = settings.s3_staging_bucket
+    return f"s3://{bucket}/{stage_in_parts(boto3.client('s3'), bucket, data, part_size=s3_part_size(len(data)))}"
+
+
+def check_large_copy(api, replicas, uuid, source, data_sha256, checksums):
+    dest = OTHER[source]
+    copy = wait_for(lambda: (r := head_file(api, uuid, dest)).status_code == 200 and r, timeout=180, interval=0.5,
+                    what=f"the large file to reach {dest}")
+    assert dss_headers(copy) == dss_headers(head_file(api, uuid, source))
+    key = checksums.blob_key()
+    rs = replicas[dest]
+    info = rs.store.head(rs.bucket, key)
+    assert info.size == int(copy.headers["X-DSS-SIZE"])
+    # The destination's own checksum is the one in the key: a 64 MiB-part multipart ETag, or the crc32c.
+    assert info.native_checksum == (checksums.s3_etag if dest == "aws" else checksums.crc32c)
+    if dest == "aws":
+        assert info.native_checksum.endswith("-3")
+    assert sha256_of(rs, key) == data_sha256
+    assert unfinished_parts(replicas["aws"], key) == [] and unfinished_parts(replicas["gcp"], key) == []
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("source", ["gcp", "aws"])
+def test_large_blobs_are_copied_in_parts(api, stager, settings, replicas, source):
+    data = os.urandom(130 * MiB)  # three 64 MiB parts, the last one short
+    checksums = compute_checksums_of_bytes(data)
+    uuid, version = str(uuidlib.uuid4()), new_version()
+    r = api.put_file(uuid, version, stage_large(source, data, settings, stager))
+    assert r.status_code in (201, 202), r.text
+    check_large_copy(api, replicas, uuid, source, hashlib.sha256(data).hexdigest(), checksums)
+
+
+def finished_parts(rs, key) -> int:
+    """Parts of an unfinished multipart write of key that are already uploaded."""
+    if rs.replica.value == "gcp":
+        return len(rs.store.start_parts(rs.bucket, key).uploaded)
+    client = rs.store.client
+    return sum(len(client.list_parts(Bucket=rs.bucket, Key=key, UploadId=upload).get("Parts", []))
+               for upload in unfinished_parts(rs, key))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("source", ["aws", "gcp"])
+def test_a_worker_killed_mid_copy_converges(api, stager, settings, replicas, stack, source):
+    data = os.urandom(130 * MiB)
+    checksums = compute_checksums_of_bytes(data)
+    key = checksums.blob_key()
+    dest = replicas[OTHER[source]]
+    log_offset = worker_log(stack).stat().st_size
+    uuid, version = str(uuidlib.uuid4()), new_version()
+    r = api.put_file(uuid, version, stage_large(source, data, settings, stager))
+    assert r.status_code in (201, 202), r.text
+    # The short last part lands first, while the two 64 MiB parts are still on their way: kill the worker then
+    # (once the file is stored on the source, so as not to kill the large-file copy that stores it).
+    wait_for(lambda: finished_parts(dest, key) >= 1 and head_file(api, uuid, source).status_code == 200,
+             timeout=120, interval=0.05, what="a part to be copied")
+    stack.kill("worker")  # SIGKILL
+    try:
+        assert not dest.store.exists(dest.bucket, key), "the copy finished before the kill"
+    finally:
+        stack.respawn("worker")
+    # The message comes back after the visibility timeout; the copy resumes from the finished parts.
+    check_large_copy(api, replicas, uuid, source, hashlib.sha256(data).hexdigest(), checksums)
+    with open(worker_log(stack), "rb") as log:
+        log.seek(log_offset)
+        text = log.read().decode(errors="replace")
+    resumed = [line for line in text.splitlines() if f"copying {source}->{OTHER[source]} {key}" in line][-1]
+    assert "(0 there already)" not in resumed, resumed
+    assert len([m for m in REPLICATED_LINE.finditer(text) if m["key"] == key]) == 1  # copied once
+
+
+# --- failures ------------------------------------------------------------------------------------------------
+
+def dead_letters(*args) -> str:
+    result = subprocess.run([sys.executable, str(DEAD_LETTERS), *args, "--queue", "sync"], capture_output=True,
+                            text=True, env=dict(os.environ), timeout=120)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+@pytest.mark.slow
+def test_poisoned_messages_are_dead_lettered_without_blocking_others(deps, quiet, replicas):
+    marker = str(uuidlib.uuid4())
+    queue = deps.bus.queue_url(deps.bus.topology.queue("sync"))
+    # Not JSON; and an event for a blob that exists nowhere (the copy fails every time).
+    missing_blob = compute_checksums_of_bytes(marker.encode()).blob_key()
+    poisoned = [f"not json {marker}", json.dumps(s3_record(quiet["aws"].bucket, missing_blob, 36, ""))]
+    good = put_file_quietly(replicas, "aws", os.urandom(100), version=new_version())
+    for body in poisoned[:1] + [json.dumps(s3_record(quiet["aws"].bucket, good["blob_key"], 100, ""))] + \
+            poisoned[1:] + [json.dumps(s3_record(quiet["aws"].bucket, good["metadata_key"], 100, ""))]:
+        deps.bus.sqs.send_message(QueueUrl=queue, MessageBody=body)
+
+    gcp = quiet["gcp"]
+    wait_for(lambda: gcp.store.exists(gcp.bucket, good["metadata_key"]), what="the good events to replicate")
+
+    def listed() -> str | None:
+        out = dead_letters("list")
+        return out if marker in out and missing_blob in out else None
+    # 5 receives, 1 + 2 + 4 + 8 + 16 s apart (DSS_BACKOFF_BASE_SECONDS=1 in the test stack), then the DLQ.
+    out = wait_for(listed, timeout=120, interval=5, what="both poisoned messages in the dead-letter queue")
+    assert all(json.loads(line)["queue"] == "sync" for line in out.splitlines() if marker in line)
+    time.sleep(6)  # `list` hid them for 5 s
+    moved = dead_letters("redrive")
+    assert int(moved.split("re-drove ")[1].split()[0]) >= 2, moved
+    assert marker not in dead_letters("list")  # back in the sync queue, to fail again
