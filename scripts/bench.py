@@ -11,10 +11,17 @@ operation on the same server. Not a test: it asserts nothing about time.
   replication lag p50/p95 of 1 KiB files (each direction), and of one 100 MiB file
   large-file ingest through PUT /files (the 202 path) vs a raw multipart server-side copy of the same bytes
   bundle checkout of 1,000 small files
+  indexing throughput: bundle object events to searchable documents, bundles/s vs the original's ~200/min
+  POST /search p50/p95 over 100,000 indexed bundles          vs the same queries sent straight to the backend
+  one bundle write to 1,000 matching JMESPath subscriptions notified (10 owners), seconds and notifications/s
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import functools
+import hashlib
+import http.server
 import io
 import json
 import logging
@@ -29,16 +36,29 @@ from concurrent.futures import ThreadPoolExecutor
 import psutil
 import requests
 from boto3.s3.transfer import TransferConfig
+from opensearchpy import helpers as search_helpers
 
+from dss.bundle_manifest import bundle_document, manifest_entry
 from dss.checksums import MiB, Checksummer, compute_checksums_of_bytes
 from dss.config import Settings
+from dss.events.bus import Bus, Topology
+from dss.events.records import s3_record
 from dss.file_metadata import file_metadata_document
 from dss.identifiers import file_key, new_version
+from dss.index.backend import SearchBackend
+from dss.index.documents import group_files, index_document, shape_descriptor
 from dss.local.issuer import mint_token
 from dss.local.stack import PUBLIC_PORTS, LocalStack, free_ports
+from dss.storage.bundles import bundle_key
 from dss.storage.replicas import Replicas
 
 logger = logging.getLogger("bench")
+
+ORIGINAL_INDEX_RATE = 200 / 60  # bundles per second the original's indexer was quoted at (about 200 a minute)
+ORGANS = ("brain", "heart", "lung", "liver", "kidney", "spleen", "pancreas", "skin", "bone marrow", "blood")
+SPECIES = ("homo sapiens", "mus musculus", "danio rerio")
+# The sort POST /search adds to every query (dss.api.search.SORT; not imported, which would load the web app).
+SEARCH_SORT = [{"uuid": {"order": "desc"}}, {"manifest.version": {"order": "desc", "missing": "_last"}}]
 
 
 def rate(operation, count: int, concurrency: int) -> float:
@@ -56,10 +76,22 @@ class Bench:
         self.settings = Settings.from_env(self.settings_env)
         self.replicas = Replicas(self.settings)
         self.api = stack.env()["DSS_API_URL"].rstrip("/")
-        self.token = mint_token(stack.root, "bench@example.org", "hca", audience=self.settings.oidc_audience[0],
-                                issuer=self.settings.openid_provider, email_claim=self.settings.email_claim,
-                                group_claim=self.settings.group_claim, expires_in=7200)
+        self.token = self.mint("bench@example.org")
         self._local = threading.local()
+
+    def mint(self, email: str) -> str:
+        return mint_token(self.stack.root, email, "hca", audience=self.settings.oidc_audience[0],
+                          issuer=self.settings.openid_provider, email_claim=self.settings.email_claim,
+                          group_claim=self.settings.group_claim, expires_in=7200)
+
+    @functools.cached_property
+    def quiet(self) -> Replicas:
+        """The same stores without write events: what is written through them is not announced to the daemons."""
+        return Replicas(dataclasses.replace(self.settings, publish_write_events=False))
+
+    @functools.cached_property
+    def bus(self) -> Bus:
+        return Bus(Topology(self.settings.stage))
 
     @property
     def http(self) -> requests.Session:
@@ -67,11 +99,11 @@ class Bench:
             self._local.session = requests.Session()
         return self._local.session
 
-    def stage(self, replica: str, data: bytes) -> str:
+    def stage(self, replica: str, data: bytes, content_type: str = "application/octet-stream") -> str:
         rs = self.replicas[replica]
         key = f"bench/{uuid.uuid4()}"
         checksums = {f"hca-dss-{k}": v for k, v in compute_checksums_of_bytes(data).as_dict().items()}
-        rs.store.put(rs.staging_bucket, key, data, metadata=checksums)
+        rs.store.put(rs.staging_bucket, key, data, content_type=content_type, metadata=checksums)
         return f"{rs.replica.scheme}://{rs.staging_bucket}/{key}"
 
     def put_file(self, source: str) -> tuple[str, str]:
@@ -316,6 +348,189 @@ class Bench:
         assert status["status"] == "SUCCEEDED", status
         return {"files": count, "checkout s": seconds, "files/s": count / seconds}
 
+    def put_json_quietly(self, replicas: tuple[str, ...], name: str, content: dict, version: str) -> dict:
+        """One JSON file (blob and metadata) written straight into primary buckets, unannounced; its manifest entry."""
+        data = json.dumps(content).encode()
+        checksums = compute_checksums_of_bytes(data)
+        metadata = file_metadata_document(checksums, size=len(data), content_type="application/json", creator_uid=0,
+                                          version=version)
+        file_uuid = str(uuid.uuid4())
+        for replica in replicas:
+            rs = self.quiet[replica]
+            rs.store.put(rs.bucket, checksums.blob_key(), data, content_type="application/json")
+            rs.store.put(rs.bucket, file_key(file_uuid, version), json.dumps(metadata).encode(),
+                         content_type="application/json")
+        return manifest_entry({"name": name, "uuid": file_uuid, "version": version, "indexed": True}, metadata)
+
+    def wait_for_idle_queues(self, names=("sync", "index", "notify"), timeout: float = 900) -> float:
+        """Seconds until the daemons' queues hold no message, visible, in flight or delayed (three polls in a
+        row): what one measurement set off is over before the next starts."""
+        attributes = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible",
+                      "ApproximateNumberOfMessagesDelayed"]
+        start, idle_polls = time.perf_counter(), 0
+        while time.perf_counter() - start < timeout:
+            waiting = sum(int(value) for name in names for value in self.bus.sqs.get_queue_attributes(
+                QueueUrl=self.bus.queue_url(self.bus.topology.queue(name)), AttributeNames=attributes)[
+                "Attributes"].values())
+            idle_polls = idle_polls + 1 if waiting == 0 else 0
+            if idle_polls == 3:
+                return time.perf_counter() - start
+            time.sleep(0.5)
+        raise TimeoutError(f"the queues {', '.join(names)} were still busy after {timeout} s")
+
+    def search_total(self, es_query: dict, per_page: int = 10) -> int:
+        r = self.http.post(f"{self.api}/v1/search", params={"replica": "aws", "per_page": per_page},
+                           json={"es_query": es_query}, timeout=60)
+        if r.status_code not in (200, 206):
+            raise RuntimeError(f"POST /search answered {r.status_code}: {r.text[:300]}")
+        return r.json()["total_hits"]
+
+    def wait_for_hits(self, es_query: dict, count: int, timeout: float, interval: float = 0.2) -> float:
+        """Seconds until POST /search reports `count` hits for the query."""
+        start, total = time.perf_counter(), 0
+        while time.perf_counter() - start < timeout:
+            total = self.search_total(es_query)
+            if total >= count:
+                return time.perf_counter() - start
+            time.sleep(interval)
+        raise TimeoutError(f"{total} of {count} bundles searchable after {timeout} s")
+
+    def index_throughput(self, count: int) -> dict:
+        """Bundles/s from an object event to a document POST /search finds.
+
+        The bundles share one indexed JSON file, written unannounced in both replicas (as if it had replicated
+        already: the bundle events reach the sync daemon too, which copies each manifest to gcp, where it is
+        indexed in turn). The manifests are written unannounced into aws; then one event per bundle is published
+        on the aws topic, as S3 would, and the clock runs until a term query on the file's marker counts them all.
+        """
+        marker = f"index-{uuid.uuid4().hex}"
+        version = new_version()
+        entry = self.put_json_quietly(("aws", "gcp"), "bench_index.json", {"marker": marker, "kind": "bench"}, version)
+        manifest = json.dumps(bundle_document([entry], version=version, creator_uid=0)).encode()
+        etag = hashlib.md5(manifest).hexdigest()
+        rs = self.quiet["aws"]
+        keys = [bundle_key(str(uuid.uuid4()), version) for _ in range(count)]
+        with ThreadPoolExecutor(32) as pool:
+            list(pool.map(lambda key: rs.store.put(rs.bucket, key, manifest, content_type="application/json"), keys))
+        self.bus.topic_arn(self.bus.topology.topic("aws"))
+        query = {"query": {"term": {"files.bench_index_json.marker": marker}}}
+        start = time.perf_counter()
+        with ThreadPoolExecutor(8) as pool:
+            list(pool.map(lambda key: self.bus.publish_object_event(
+                "aws", s3_record(rs.bucket, key, len(manifest), etag)), keys))
+        published = time.perf_counter() - start
+        self.wait_for_hits(query, count, timeout=max(600.0, count * 2.0))
+        seconds = time.perf_counter() - start
+        # Replication to gcp and its indexing go on: let them finish, so they do not weigh on the next figures.
+        drained = seconds + self.wait_for_idle_queues()
+        bundles_per_second = count / seconds
+        return {"bundles": count, "publish events s": published, "all searchable s": seconds,
+                "bundles/s": bundles_per_second, "original bundles/s": ORIGINAL_INDEX_RATE,
+                "ratio": bundles_per_second / ORIGINAL_INDEX_RATE, "queues drained s": drained}
+
+    def search_latency(self, count: int, queries: int = 200, per_page: int = 100, chunk: int = 5000) -> dict:
+        """POST /search p50/p95 over `count` documents bulk-loaded into the aws index, vs the same search bodies
+        sent straight to the backend (what the API sends: size per_page + 1, its sort, no _source, total hits)."""
+        backend = SearchBackend(self.settings)
+        alias = backend.alias("aws")
+        marker = f"search-{uuid.uuid4().hex}"
+        json_metadata = file_metadata_document(compute_checksums_of_bytes(b"{}"), size=200,
+                                               content_type="application/json", creator_uid=0, version=new_version())
+        fastq_metadata = file_metadata_document(compute_checksums_of_bytes(b"@r"), size=10 * MiB,
+                                                content_type="application/gzip", creator_uid=0, version=new_version())
+
+        def document(i: int) -> tuple[str, dict]:
+            bundle, version = str(uuid.uuid4()), new_version()
+            sample = {"marker": marker, "organ": ORGANS[i % len(ORGANS)], "species": SPECIES[i % len(SPECIES)],
+                      "donor_age": i % 90, "cell_count": (i * 7919) % 100_000, "lab": f"lab-{i % 50}"}
+            entries = [manifest_entry({"name": "sample.json", "uuid": str(uuid.uuid4()), "version": version,
+                                       "indexed": True}, json_metadata),
+                       manifest_entry({"name": f"reads_{i % 4}.fastq.gz", "uuid": str(uuid.uuid4()),
+                                       "version": version, "indexed": False}, fastq_metadata)]
+            manifest = bundle_document(entries, version=version, creator_uid=i % 7)
+            return f"{bundle}.{version}", index_document(bundle, manifest, group_files([("sample.json", sample)]))
+
+        shape = str(shape_descriptor(document(0)[1]["files"]))
+        index = backend.ensure_index("aws", shape)
+
+        def actions():
+            for i in range(count):
+                doc_id, doc = document(i)
+                yield {"_index": index, "_id": doc_id, "_source": doc}
+
+        start = time.perf_counter()
+        search_helpers.bulk(backend.client, actions(), chunk_size=chunk, max_chunk_bytes=500 * MiB,
+                            request_timeout=600)
+        backend.client.indices.refresh(index=index, request_timeout=600)
+        population = time.perf_counter() - start
+        found = backend.client.count(index=alias, body={"query": {"term": {"files.sample_json.marker": marker}}},
+                                     request_timeout=120)["count"]
+        assert found == count, f"{found} of {count} documents indexed"
+
+        bodies = [_search_query(i) for i in range(queries)]
+        for body in bodies[:10]:  # warm-up, not timed
+            self.search_total(body, per_page)
+        api, raw, totals = [], [], []
+        for body in bodies:
+            t = time.perf_counter()
+            r = self.http.post(f"{self.api}/v1/search", params={"replica": "aws", "per_page": per_page},
+                               json={"es_query": body}, timeout=120)
+            api.append(time.perf_counter() - t)
+            if r.status_code not in (200, 206):
+                raise RuntimeError(f"POST /search answered {r.status_code}: {r.text[:300]}")
+            totals.append(r.json()["total_hits"])
+            t = time.perf_counter()
+            backend.client.search(index=alias, body={**body, "size": per_page + 1, "sort": SEARCH_SORT,
+                                                     "_source": False, "track_total_hits": True}, request_timeout=120)
+            raw.append(time.perf_counter() - t)
+        for figures in (api, raw, totals):
+            figures.sort()
+        p50, p95 = len(api) // 2, min(len(api) - 1, int(len(api) * 0.95))
+        return {"documents": count, "population s": population, "population docs/s": count / population,
+                "queries": queries, "median total_hits": totals[p50],
+                "POST /search p50 ms": api[p50] * 1000, "POST /search p95 ms": api[p95] * 1000,
+                "raw search p50 ms": raw[p50] * 1000, "raw search p95 ms": raw[p95] * 1000,
+                "ratio p50": raw[p50] / api[p50], "ratio p95": raw[p95] / api[p95]}
+
+    def notification_fanout(self, subscriptions: int = 1000) -> dict:
+        """One bundle PUT to every notification of `subscriptions` matching JMESPath subscriptions delivered
+        (spread over owners of 100 each, the per-owner limit), to a receiver on 127.0.0.1."""
+        receiver = NotificationReceiver()
+        try:
+            marker = f"notify-{uuid.uuid4().hex}"
+            query = f"files.bench_notify_json[0].marker == '{marker}'"
+            owners = max(1, -(-subscriptions // 100))
+            tokens = [self.mint(f"bench-notify-{i}@example.org") for i in range(owners)]
+
+            def subscribe(i):
+                r = self.http.put(f"{self.api}/v1/subscriptions", params={"replica": "aws"},
+                                  headers={"Authorization": f"Bearer {tokens[i % owners]}"},
+                                  json={"callback_url": receiver.url, "jmespath_query": query}, timeout=60)
+                if r.status_code != 201:
+                    raise RuntimeError(f"PUT /subscriptions answered {r.status_code}: {r.text[:300]}")
+
+            start = time.perf_counter()
+            with ThreadPoolExecutor(self.concurrency) as pool:
+                list(pool.map(subscribe, range(subscriptions)))
+            subscribing = time.perf_counter() - start
+            data = json.dumps({"marker": marker, "kind": "bench"}).encode()
+            file_uuid, file_version = self.put_file(self.stage("aws", data, content_type="application/json"))
+            bundle, version = str(uuid.uuid4()), new_version()
+            start = time.perf_counter()
+            r = self.http.put(f"{self.api}/v1/bundles/{bundle}", params={"replica": "aws", "version": version},
+                              headers={"Authorization": f"Bearer {self.token}"},
+                              json={"files": [{"uuid": file_uuid, "version": file_version, "name": "bench_notify.json",
+                                               "indexed": True}], "creator_uid": 0}, timeout=60)
+            put_seconds = time.perf_counter() - start
+            assert r.status_code == 201, r.text[:300]
+            receiver.wait(subscriptions, timeout=900)
+            first, last = min(receiver.first_seen.values()) - start, max(receiver.first_seen.values()) - start
+            return {"subscriptions": subscriptions, "owners": owners, "create subscriptions s": subscribing,
+                    "PUT bundle s": put_seconds, "first delivered s": first, "all delivered s": last,
+                    "notifications/s": subscriptions / last, "requests received": receiver.requests}
+        finally:
+            receiver.close()
+
 
 class RepeatingReader(io.RawIOBase):
     """`size` bytes made of one block repeated: a large upload that never sits in memory."""
@@ -339,6 +554,72 @@ class RepeatingReader(io.RawIOBase):
         return n
 
 
+def _search_query(i: int) -> dict:
+    """A mix of term and range queries on the fields of the bench's sample.json documents."""
+    sample = "files.sample_json"
+    kind = i % 4
+    if kind == 0:
+        return {"query": {"term": {f"{sample}.organ": ORGANS[i % len(ORGANS)]}}}
+    if kind == 1:
+        low = (i * 7) % 85
+        return {"query": {"range": {f"{sample}.donor_age": {"gte": low, "lt": low + 5}}}}
+    if kind == 2:
+        low = (i * 1009) % 80_000
+        return {"query": {"bool": {"must": [{"term": {f"{sample}.species": SPECIES[i % len(SPECIES)]}},
+                                            {"range": {f"{sample}.cell_count": {"gte": low, "lt": low + 20_000}}}]}}}
+    return {"query": {"bool": {"filter": [{"term": {f"{sample}.lab": f"lab-{i % 50}"}},
+                                          {"range": {f"{sample}.donor_age": {"gte": 18}}}]}}}
+
+
+class NotificationReceiver:
+    """A subscriber on 127.0.0.1: answers 200 to everything and notes when each notification id first arrived."""
+
+    def __init__(self):
+        self.first_seen: dict[str, float] = {}
+        self.requests = 0
+        self.changed = threading.Condition()
+        receiver = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                notification = self.headers.get("X-DSS-Notification-Id", "")
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                with receiver.changed:
+                    receiver.requests += 1
+                    receiver.first_seen.setdefault(notification, time.perf_counter())
+                    receiver.changed.notify_all()
+
+            do_PUT = do_POST
+
+            def log_message(self, *args):
+                pass
+
+        class Server(http.server.ThreadingHTTPServer):
+            request_queue_size = 128
+            daemon_threads = True
+
+        self.server = Server(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_port}/notify"
+
+    def wait(self, count: int, timeout: float) -> None:
+        """Until `count` distinct notification ids arrived."""
+        deadline = time.monotonic() + timeout
+        with self.changed:
+            while len(self.first_seen) < count:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError(f"{len(self.first_seen)} of {count} notifications arrived in {timeout} s")
+                self.changed.wait(left)
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
 def _tree_rss(process: psutil.Process) -> int:
     total = 0
     for p in [process, *process.children(recursive=True)]:
@@ -357,9 +638,12 @@ def main() -> None:
                         help="client threads against the gcp replica: gcp-storage-emulator serves keep-alive "
                              "connections one at a time and collapses beyond 2 concurrent clients")
     parser.add_argument("--large-mib", type=int, default=1024, help="size of the large ingest in MiB")
+    parser.add_argument("--index-bundles", type=int, default=500, help="bundles indexed for the indexing throughput")
+    parser.add_argument("--search-docs", type=int, default=100_000, help="documents searched for the search latency")
+    parser.add_argument("--subscriptions", type=int, default=1000, help="subscriptions notified of one bundle")
     parser.add_argument("--output", default=".bench/results.json")
-    parser.add_argument("--only", nargs="*", choices=["files", "bundles", "daemons"],
-                        default=["files", "bundles", "daemons"],
+    parser.add_argument("--only", nargs="*", choices=["files", "bundles", "daemons", "search"],
+                        default=["files", "bundles", "daemons", "search"],
                         help="which groups of figures to measure")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
@@ -383,6 +667,10 @@ def main() -> None:
                 results["replication lag large"] = bench.large_replication_lag()
                 results["large ingest 202 aws"] = bench.large_ingest_202(args.large_mib * MiB)
                 results["bundle checkout aws"] = bench.bundle_checkout()
+            if "search" in args.only:
+                results["indexing aws"] = bench.index_throughput(args.index_bundles)
+                results["search latency aws"] = bench.search_latency(args.search_docs)
+                results["notifications aws"] = bench.notification_fanout(args.subscriptions)
     pathlib.Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     pathlib.Path(args.output).write_text(json.dumps(results, indent=2))
     for name, figures in results.items():
