@@ -33,7 +33,7 @@ from .events.bus import Bus, Topology
 from .file_metadata import checksums_of
 from .storage.blobstore import BlobAccessDenied, BlobNotFound
 from .storage.bundles import load_manifest
-from .storage.files import blob_key_of
+from .storage.files import blob_key_of, read_json
 from .storage.replicas import ReplicaStore
 from .storage.stats import ObjectStat, list_stats, stat
 
@@ -123,19 +123,12 @@ def _up_to_date(rs: ReplicaStore, copy: ObjectStat | None, wanted: Wanted, refre
 
 # --- status documents and job markers --------------------------------------------------------------------------
 
-def _read_json(rs: ReplicaStore, key: str) -> dict | None:
-    try:
-        return json.loads(rs.store.get(rs.checkout_bucket, key))
-    except BlobNotFound:
-        return None
-
-
 def _write_json(rs: ReplicaStore, key: str, document: dict) -> None:
     rs.store.put(rs.checkout_bucket, key, json.dumps(document).encode(), content_type=JSON)
 
 
 def job_status(rs: ReplicaStore, job_id: str) -> dict | None:
-    return _read_json(rs, status_key(job_id))
+    return read_json(rs, status_key(job_id), bucket=rs.checkout_bucket)
 
 
 def _start_job(rs: ReplicaStore, bus: Bus, job: dict, *, target: str | None, expected: float, now: float) -> Pending:
@@ -158,7 +151,7 @@ def _running(rs: ReplicaStore, pending: Pending, now: float) -> bool:
 
 def _latest_job(rs: ReplicaStore, target: str, expected: float, now: float) -> Pending | None:
     """The target's latest job, if it is still running."""
-    marker = _read_json(rs, marker_key(target))
+    marker = read_json(rs, marker_key(target), bucket=rs.checkout_bucket)
     if not marker:
         return None
     pending = Pending(marker["job_id"], marker["start_time"], expected)

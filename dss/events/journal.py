@@ -35,7 +35,8 @@ from dataclasses import dataclass
 from typing import Callable, Iterator
 
 from ..identifiers import UUID_PATTERN, VERSION_FORMAT, VERSION_PATTERN, format_version, is_uuid, is_version
-from ..storage.blobstore import BlobAlreadyExists, BlobNotFound
+from ..storage.blobstore import BlobAlreadyExists
+from ..storage.files import read_json
 from ..storage.replicas import ReplicaStore
 
 JOURNAL_PREFIX = "events/journal/"
@@ -99,7 +100,7 @@ def record(target, *args, clock: Clock = utcnow) -> bool:
     rs = _replica_store(target, *args[:-1])
     document = args[-1]
     uuid, version, event_type = _identify(document)
-    marker = _read_json(rs, marker_key(uuid, version, event_type))
+    marker = read_json(rs, marker_key(uuid, version, event_type))
     if marker is not None and rs.store.exists(rs.bucket, marker["journal_key"]):
         return False
     body = {"event_id": f"{uuid}.{version}", "event_type": event_type, "document": document}
@@ -128,11 +129,11 @@ def lookup(rs: ReplicaStore, uuid: str, version: str) -> dict | None:
     markers = []
     for key in rs.store.list(rs.bucket, f"{BY_ID_PREFIX}{uuid}.{version}."):
         event_type = key.rsplit(".", 1)[-1]
-        marker = _read_json(rs, key) if event_type in EVENT_TYPES else None
+        marker = read_json(rs, key) if event_type in EVENT_TYPES else None
         if marker is not None:
             markers.append((marker["recorded_at"], EVENT_TYPES.index(event_type), marker["journal_key"]))
     for _, _, journal_key in sorted(markers, reverse=True):
-        entry = _read_json(rs, journal_key)
+        entry = read_json(rs, journal_key)
         if entry is not None:  # else its recorder crashed before writing it: an older event is the latest
             return entry["document"]
     return None
@@ -181,7 +182,7 @@ def stream_manifest(rs: ReplicaStore, stream: list[Entry], ttl: int) -> dict:
 
 def read_entry(rs: ReplicaStore, entry: Entry) -> dict | None:
     """The stored entry `{event_id, event_type, recorded_at, document}`, or None."""
-    return _read_json(rs, entry.key)
+    return read_json(rs, entry.key)
 
 
 def _replica_store(target, replica=None) -> ReplicaStore:
@@ -197,13 +198,6 @@ def _identify(document: dict) -> tuple[str, str, str]:
     if event_type not in EVENT_TYPES or not is_uuid(uuid) or not is_version(version):
         raise ValueError(f"not a bundle metadata document: {event_type!r} {info!r}")
     return uuid, version, event_type
-
-
-def _read_json(rs: ReplicaStore, key: str) -> dict | None:
-    try:
-        return json.loads(rs.store.get(rs.bucket, key))
-    except BlobNotFound:
-        return None
 
 
 def _parse_stamp(stamp: str) -> datetime.datetime:

@@ -22,9 +22,10 @@ logger = logging.getLogger(__name__)
 JSON = "application/json"
 
 
-def read_json(rs: ReplicaStore, key: str) -> dict | None:
+def read_json(rs: ReplicaStore, key: str, bucket: str | None = None) -> dict | None:
+    """The JSON object at key in the replica's primary bucket (or `bucket`); None if there is none."""
     try:
-        return json.loads(rs.store.get(rs.bucket, key))
+        return json.loads(rs.store.get(bucket or rs.bucket, key))
     except BlobNotFound:
         return None
 

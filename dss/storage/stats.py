@@ -1,21 +1,16 @@
-"""When objects were written, which the checkout freshness rules need and `BlobInfo` does not carry.
+"""Size, native checksum and write time of objects, which the checkout freshness rules need.
 
-A stop-gap beside the blobstore interface (owned by replication): one HEAD or one listing gives size, native
-checksum and modification time together. It reaches the cloud client the blobstore holds (`store.client`), so it
-works through wrappers such as the local AnnouncingStore. Once `BlobInfo` and the listing carry the modification
-time, this module can go.
+One object's comes from `BlobStore.head()`. A listing's comes straight from the cloud client the blobstore holds
+(`store.client`, also through wrappers such as the local AnnouncingStore), because the blobstore's listing yields
+keys only; once it carries these fields, `list_stats` can go.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Iterator
 
-from botocore.exceptions import ClientError
-
-from .blobstore import BlobStore
+from .blobstore import BlobNotFound, BlobStore
 from .gcs import crc32c_hex
-
-_S3_MISSING = ("404", "NoSuchKey", "NotFound")
 
 
 @dataclass(frozen=True)
@@ -28,16 +23,11 @@ class ObjectStat:
 
 def stat(store: BlobStore, bucket: str, key: str) -> ObjectStat | None:
     """The object's stat, or None when it does not exist."""
-    if store.scheme == "s3":
-        try:
-            r = store.client.head_object(Bucket=bucket, Key=key)
-        except ClientError as e:
-            if str(e.response.get("Error", {}).get("Code", "")) in _S3_MISSING:
-                return None
-            raise
-        return ObjectStat(key, r["ContentLength"], r["ETag"].strip('"').lower(), r["LastModified"].timestamp())
-    blob = store.client.bucket(bucket).get_blob(key)
-    return None if blob is None else _gcs_stat(blob)
+    try:
+        info = store.head(bucket, key)
+    except BlobNotFound:
+        return None
+    return ObjectStat(key, info.size, info.native_checksum, info.modified.timestamp() if info.modified else 0.0)
 
 
 def list_stats(store: BlobStore, bucket: str, prefix: str) -> Iterator[ObjectStat]:
