@@ -32,7 +32,7 @@ from typing import Callable, Iterable, Iterator
 from .checksums import BLOB_KEY_REGEX, checksums_from_blob_key
 from .events.runtime import NotReady
 from .identifiers import ObjectId, ObjectIdentifierError
-from .replication import _dependencies as replication_dependencies
+from .replication import dependencies as replication_dependencies
 from .replication import replicate_object
 from .storage.blobstore import BlobNotFound
 from .storage.replicas import Replicas, ReplicaStore

@@ -188,7 +188,7 @@ def _lag(event_time: str | None, info: BlobInfo) -> float:
 
 # --- dependencies --------------------------------------------------------------------------------------------
 
-def _dependencies(oid: ObjectId, data: bytes) -> list[str]:
+def dependencies(oid: ObjectId, data: bytes) -> list[str]:
     """The keys that must be in the destination before this object may be."""
     if oid.tombstone:
         return []
@@ -210,7 +210,7 @@ def _dependencies(oid: ObjectId, data: bytes) -> list[str]:
 def _check_dependencies(src: ReplicaStore, dst: ReplicaStore, key: str, oid: ObjectId, data: bytes) -> None:
     """Return if every dependency is in the destination; else DependencyMissing, or ReplicationError for one
     that is missing in the source too (it will never arrive)."""
-    missing = _missing_in_first_batch(dst, _dependencies(oid, data))
+    missing = _missing_in_first_batch(dst, dependencies(oid, data))
     if missing and oid.kind == "files" and _blob_on_its_way(src, dst, missing[0]):
         return
     if missing:
