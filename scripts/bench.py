@@ -39,7 +39,7 @@ from boto3.s3.transfer import TransferConfig
 from opensearchpy import helpers as search_helpers
 
 from dss.bundle_manifest import bundle_document, manifest_entry
-from dss.checksums import MiB, Checksummer, compute_checksums_of_bytes
+from dss.checksums import MiB, Checksummer, Checksums, compute_checksums_of_bytes
 from dss.config import Settings
 from dss.events.bus import Bus, Topology
 from dss.events.records import s3_record
@@ -196,25 +196,45 @@ class Bench:
         return figures
 
     def seed(self, replica: str, keys_and_bodies) -> None:
-        rs = self.replicas[replica]
+        """Fixtures written straight into a primary bucket, unannounced: seeding is not what is measured."""
+        rs = self.quiet[replica]
         with ThreadPoolExecutor(32) as pool:
             list(pool.map(lambda kb: rs.store.put(rs.bucket, kb[0], kb[1], content_type="application/json"),
                           keys_and_bodies))
 
+    def seed_files(self, count: int, version: str, checksums: Checksums, size: int, name: str = "f{}") -> list[dict]:
+        """`count` file metadata documents (all for one blob) written straight into aws; their bundle entries."""
+        body = json.dumps(file_metadata_document(checksums, size=size, creator_uid=0,
+                                                 content_type="application/octet-stream", version=version)).encode()
+        files = [{"uuid": str(uuid.uuid4()), "version": version, "name": name.format(i), "indexed": False}
+                 for i in range(count)]
+        self.seed("aws", [(file_key(f["uuid"], version), body) for f in files])
+        return files
+
+    def put_bundle(self, files: list[dict], version: str, bundle: str | None = None,
+                   timeout: float = 600) -> tuple[str, requests.Response]:
+        bundle = bundle or str(uuid.uuid4())
+        r = self.http.put(f"{self.api}/v1/bundles/{bundle}", params={"replica": "aws", "version": version},
+                          headers={"Authorization": f"Bearer {self.token}"},
+                          json={"files": files, "creator_uid": 0}, timeout=timeout)
+        return bundle, r
+
+    def pages(self, url: str, timeout: float = 60):
+        """Each page of a paged GET, following `Link: <...>; rel="next"` as clients do."""
+        while url:
+            r = self.http.get(url, timeout=timeout)
+            yield r
+            link = r.headers.get("Link")
+            url = link[link.index("<") + 1:link.index(">")] if link else None
+
     def bundle_puts(self, sizes=(100, 1000, 10000)) -> dict:
         rs = self.replicas["aws"]
         version = new_version()
-        body = json.dumps(file_metadata_document(compute_checksums_of_bytes(b"x"), size=1, creator_uid=0,
-                                                 content_type="application/octet-stream", version=version)).encode()
         results = {}
         for size in sizes:
-            files = [{"uuid": str(uuid.uuid4()), "version": version, "name": f"f{i}", "indexed": False}
-                     for i in range(size)]
-            self.seed("aws", [(file_key(f["uuid"], version), body) for f in files])
+            files = self.seed_files(size, version, compute_checksums_of_bytes(b"x"), 1)
             start = time.perf_counter()
-            r = self.http.put(f"{self.api}/v1/bundles/{uuid.uuid4()}", params={"replica": "aws", "version": version},
-                              headers={"Authorization": f"Bearer {self.token}"},
-                              json={"files": files, "creator_uid": 0}, timeout=600)
+            _, r = self.put_bundle(files, version)
             seconds = time.perf_counter() - start
             assert r.status_code == 201, r.text[:300]
             raw = len(files) / rate(lambda i: rs.store.get(rs.bucket, file_key(files[i]["uuid"], version)),
@@ -227,22 +247,11 @@ class Bench:
     def bundle_paging(self, size=10000, per_page=500) -> dict:
         rs = self.replicas["aws"]
         version = new_version()
-        body = json.dumps(file_metadata_document(compute_checksums_of_bytes(b"x"), size=1, creator_uid=0,
-                                                 content_type="application/octet-stream", version=version)).encode()
-        files = [{"uuid": str(uuid.uuid4()), "version": version, "name": f"f{i}", "indexed": False}
-                 for i in range(size)]
-        self.seed("aws", [(file_key(f["uuid"], version), body) for f in files])
-        bundle = str(uuid.uuid4())
-        r = self.http.put(f"{self.api}/v1/bundles/{bundle}", params={"replica": "aws", "version": version},
-                          headers={"Authorization": f"Bearer {self.token}"}, json={"files": files, "creator_uid": 0},
-                          timeout=600)
+        files = self.seed_files(size, version, compute_checksums_of_bytes(b"x"), 1)
+        bundle, r = self.put_bundle(files, version)
         assert r.status_code == 201
-        start, url, pages = time.perf_counter(), f"{self.api}/v1/bundles/{bundle}?replica=aws&per_page={per_page}", 0
-        while url:
-            r = self.http.get(url, timeout=60)
-            pages += 1
-            link = r.headers.get("Link")
-            url = link[link.index("<") + 1:link.index(">")] if link else None
+        start = time.perf_counter()
+        pages = sum(1 for _ in self.pages(f"{self.api}/v1/bundles/{bundle}?replica=aws&per_page={per_page}"))
         seconds = time.perf_counter() - start
         key = f"bundles/{bundle}.{version}"
         raw_start = time.perf_counter()
@@ -258,13 +267,9 @@ class Bench:
         manifest = json.dumps({"format": "0.0.1", "version": version, "files": [], "creator_uid": 0}).encode()
         uuids = [f"{prefix}{uuid.uuid4().hex[6:8]}-{str(uuid.uuid4())[9:]}" for _ in range(count)]
         self.seed("aws", [(f"bundles/{u}.{version}", manifest) for u in uuids])
-        start, listed = time.perf_counter(), 0
-        url = f"{self.api}/v1/bundles/all?replica=aws&prefix={prefix}&per_page={per_page}"
-        while url:
-            r = self.http.get(url, timeout=120)
-            listed += len(r.json()["bundles"])
-            link = r.headers.get("Link")
-            url = link[link.index("<") + 1:link.index(">")] if link else None
+        start = time.perf_counter()
+        listed = sum(len(r.json()["bundles"]) for r in self.pages(
+            f"{self.api}/v1/bundles/all?replica=aws&prefix={prefix}&per_page={per_page}", timeout=120))
         seconds = time.perf_counter() - start
         assert listed == count, listed
         raw_start = time.perf_counter()
@@ -325,15 +330,8 @@ class Bench:
         data = b"checkout me"
         checksums = compute_checksums_of_bytes(data)
         rs.store.put(rs.bucket, checksums.blob_key(), data)
-        body = json.dumps(file_metadata_document(checksums, size=len(data), creator_uid=0,
-                                                 content_type="application/octet-stream", version=version)).encode()
-        files = [{"uuid": str(uuid.uuid4()), "version": version, "name": f"dir/f{i}", "indexed": False}
-                 for i in range(count)]
-        self.seed("aws", [(file_key(f["uuid"], version), body) for f in files])
-        bundle = str(uuid.uuid4())
-        r = self.http.put(f"{self.api}/v1/bundles/{bundle}", params={"replica": "aws", "version": version},
-                          headers={"Authorization": f"Bearer {self.token}"}, json={"files": files, "creator_uid": 0},
-                          timeout=600)
+        files = self.seed_files(count, version, checksums, len(data), name="dir/f{}")
+        bundle, r = self.put_bundle(files, version)
         assert r.status_code == 201, r.text[:300]
         start = time.perf_counter()
         job = self.http.post(f"{self.api}/v1/bundles/{bundle}/checkout", params={"replica": "aws"}, json={},
@@ -515,12 +513,10 @@ class Bench:
             subscribing = time.perf_counter() - start
             data = json.dumps({"marker": marker, "kind": "bench"}).encode()
             file_uuid, file_version = self.put_file(self.stage("aws", data, content_type="application/json"))
-            bundle, version = str(uuid.uuid4()), new_version()
+            version = new_version()
             start = time.perf_counter()
-            r = self.http.put(f"{self.api}/v1/bundles/{bundle}", params={"replica": "aws", "version": version},
-                              headers={"Authorization": f"Bearer {self.token}"},
-                              json={"files": [{"uuid": file_uuid, "version": file_version, "name": "bench_notify.json",
-                                               "indexed": True}], "creator_uid": 0}, timeout=60)
+            _, r = self.put_bundle([{"uuid": file_uuid, "version": file_version, "name": "bench_notify.json",
+                                     "indexed": True}], version, timeout=60)
             put_seconds = time.perf_counter() - start
             assert r.status_code == 201, r.text[:300]
             receiver.wait(subscriptions, timeout=900)
