@@ -8,6 +8,8 @@ EMAIL ?= dev@example.org
 GROUP ?= hca
 PYTEST_ARGS ?=
 HCA_VENV ?= .hca-venv
+TOOLS_VENV := .tools-venv
+TOOLS_STAMP := $(TOOLS_VENV)/.installed
 
 .PHONY: help setup run test token bench requirements spec-check clean-local hca-cli hca-config
 
@@ -20,7 +22,7 @@ help:
 	@echo "make hca-cli      install the real hca CLI (hca 8.0.0) in its own virtualenv, $(HCA_VENV)"
 	@echo "make hca-config   configure it for the running local DSS: eval \"\$$(make -s hca-config)\""
 
-setup: $(STAMP)
+setup: $(STAMP) $(TOOLS_STAMP)
 
 # The virtualenv is rebuilt whenever a pinned requirements file changes.
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
@@ -30,10 +32,16 @@ $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	$(VENV)/bin/uv pip install --quiet --python $(PY) --no-deps -e .
 	touch $@
 
+# checkov and cfn-lint pin packages differently from the DSS, so they get a virtualenv of their own.
+$(TOOLS_STAMP): requirements-tools.txt $(STAMP)
+	test -x $(TOOLS_VENV)/bin/python || $(PYTHON) -m venv $(TOOLS_VENV)
+	$(VENV)/bin/uv pip install --quiet --python $(TOOLS_VENV)/bin/python -r requirements-tools.txt
+	touch $@
+
 run: $(STAMP)
 	$(PY) -m dss.local.stack run --root $${DSS_LOCAL_DIR:-.local}
 
-test: $(STAMP)
+test: $(STAMP) $(TOOLS_STAMP)
 	$(PY) -m pytest tests $(PYTEST_ARGS)
 
 token: $(STAMP)
@@ -56,6 +64,7 @@ hca-config: $(STAMP)
 requirements: $(STAMP)
 	$(VENV)/bin/uv pip compile --quiet --python-version 3.11 requirements.txt.in -o requirements.txt
 	$(VENV)/bin/uv pip compile --quiet --python-version 3.11 requirements-dev.txt.in -o requirements-dev.txt
+	$(VENV)/bin/uv pip compile --quiet --python-version 3.11 requirements-tools.txt.in -o requirements-tools.txt
 
 clean-local:
 	rm -rf .local
