@@ -1,5 +1,21 @@
-"""dss-sync: the Lambda that replicates objects between the replicas, from the SQS queue `dss-sync-{stage}`
-(see dss.replication)."""
-from dss.events.lambda_entry import sqs_batch_handler
+"""dss-sync: the Chalice app whose Lambda replicates objects between the replicas (dss.replication).
 
-handler = sqs_batch_handler("sync")
+Trigger: the SQS queue `dss-sync-{stage}`, in batches of 1, reporting partial batch failures; the local worker
+calls the same handler. Settings (timeout, memory, concurrency) are in scripts/package_lambdas.py.
+"""
+import logging
+import os
+
+from chalice import Chalice
+
+from dss.events.lambda_entry import queue_name, sqs_batch_handler
+
+logging.getLogger().setLevel(os.environ.get("DSS_LOG_LEVEL", "INFO"))
+
+app = Chalice(app_name="dss-sync")
+handle_batch = sqs_batch_handler("sync")
+
+
+@app.on_sqs_message(queue=queue_name("sync"), batch_size=1, name="sync")
+def sync(event) -> dict:
+    return handle_batch(event.to_dict(), event.context)

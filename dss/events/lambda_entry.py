@@ -1,20 +1,55 @@
 """Lambda entry points for the daemons: an SQS batch, handled message by message, with partial failures.
 
-A failed message is reported in `batchItemFailures`, so SQS retries it alone (and dead-letters it after the
-queue's maxReceiveCount) while the rest of the batch is deleted.
+A failed message is reported in `batchItemFailures` (the event source mapping has ReportBatchItemFailures), so SQS
+retries it alone, and dead-letters it after the queue's maxReceiveCount, while the rest of the batch is deleted.
+Before it is reported, its visibility is cut to the same backoff the local worker uses (2, 4, 8 ... s), so a
+failure is retried soon rather than after the queue's long visibility timeout.
 """
 from __future__ import annotations
 
-from .runtime import Deps, process
+import logging
+import os
+
+from ..cloud_credentials import install_gcp_credentials
+from .bus import Topology
+from .runtime import Deps, backoff_seconds, process
+
+logger = logging.getLogger(__name__)
 
 _deps: Deps | None = None
 
 
+def queue_name(queue: str, environ=os.environ) -> str:
+    """The name of a daemon's queue in this stage (read when Chalice packages the app, and again in the Lambda)."""
+    return Topology(environ.get("DSS_DEPLOYMENT_STAGE") or "local").queue(queue)
+
+
+def deps() -> Deps:
+    global _deps
+    if _deps is None:
+        install_gcp_credentials()
+        _deps = Deps.from_env()
+    return _deps
+
+
 def sqs_batch_handler(queue: str):
     def handler(event: dict, context=None) -> dict:
-        global _deps
-        _deps = _deps or Deps.from_env()
-        failures = [{"itemIdentifier": record["messageId"]} for record in event.get("Records", [])
-                    if not process(queue, record["body"], _deps)]
+        failures = []
+        for record in event.get("Records", []):
+            if process(queue, record["body"], deps()):
+                continue
+            failures.append({"itemIdentifier": record["messageId"]})
+            _back_off(queue, record)
         return {"batchItemFailures": failures}
     return handler
+
+
+def _back_off(queue: str, record: dict) -> None:
+    receives = int(record.get("attributes", {}).get("ApproximateReceiveCount", 1))
+    try:
+        bus = deps().bus
+        bus.sqs.change_message_visibility(QueueUrl=bus.queue_url(bus.topology.queue(queue)),
+                                          ReceiptHandle=record["receiptHandle"],
+                                          VisibilityTimeout=backoff_seconds(receives))
+    except Exception:  # the message still comes back, after the queue's visibility timeout
+        logger.warning("could not shorten the visibility of %s", record.get("messageId"), exc_info=True)
