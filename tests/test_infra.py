@@ -1,5 +1,5 @@
-"""The deployment pieces: infra/ (Terraform, checked with checkov and against the code's names and schemas), and the
-GCS event relay (published through into the local stack's SNS and SQS)."""
+"""The deployment pieces: infra/ (Terraform, checked with checkov and against the code's names and schemas), the GCS
+event relay (published through into the local stack's SNS and SQS), and the iam/ policy templates."""
 from __future__ import annotations
 
 import ast
@@ -10,6 +10,7 @@ import json
 import os
 import pathlib
 import re
+import string
 import subprocess
 import threading
 import types
@@ -23,6 +24,7 @@ from dss.events.records import ObjectEvent, gcs_object, object_events
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 INFRA = ROOT / "infra"
+IAM = ROOT / "iam"
 TOOLS_BIN = ROOT / ".tools-venv" / "bin"
 RELAY_SOURCE = INFRA / "gcs-event-relay" / "main.py"
 COPY_APP = ROOT / "daemons" / "dss-copy" / "app.py"
@@ -43,7 +45,7 @@ def tool(name: str) -> pathlib.Path:
 
 
 def tools_python(code: str, stdin: str = "") -> object:
-    """Run `code` with the tools virtualenv's Python (checkov's hcl2 parser); its stdout as JSON."""
+    """Run `code` with the tools virtualenv's Python (checkov's hcl2 parser, policy_sentry); its stdout as JSON."""
     result = subprocess.run([str(tool("python")), "-c", code], input=stdin, capture_output=True, text=True,
                             cwd=ROOT, timeout=120)
     assert result.returncode == 0, result.stderr
@@ -320,3 +322,122 @@ def test_relay_settings_are_the_ones_terraform_sets(terraform):
     trigger = attr(function, "event_trigger")
     assert attr(trigger, "event_type") == "google.cloud.storage.object.v1.finalized"
     assert attr(attr(trigger, "event_filters"), "value") == "${google_storage_bucket.primary.name}"
+
+
+# --- IAM policy templates ----------------------------------------------------------------------------------------
+
+TEMPLATES = sorted(IAM.glob("*.json"))
+SAMPLE = {
+    "account_id": "123456789012", "region": "us-east-1", "stage": "dev",
+    "s3_bucket": "dss-primary-dev", "s3_checkout_bucket": "dss-checkout-dev", "s3_staging_bucket": "dss-staging-dev",
+    "async_state_table": "dss-async-state-dev", "collections_table": "dss-collections-dev",
+    "subscriptions_table": "dss-subscriptions-dev", "notifications_table": "dss-notifications-dev",
+    "es_domain": "dss-dev", "gcp_credentials_secret": "dss-gcp-credentials-dev",
+    "copy_state_machine_arn": "arn:aws:states:us-east-1:123456789012:stateMachine:dss-copy-file-dev",
+    "notification_sender": "dss@example.org",
+}
+# Template -> the queue whose Lambda event source it consumes.
+CONSUMERS = {"dss-sync": "sync", "dss-index": "index", "dss-notify": "notify", "dss-checkout": "checkout",
+             "dss-copy-launch": "copy"}
+# Actions AWS authorizes only on "*" (no resource-level permissions) that a template may grant there. None today.
+STAR_RESOURCE_ACTIONS: set[str] = set()
+
+
+def documented_placeholders() -> set[str]:
+    return set(re.findall(r"^\| `\$\{(\w+)\}` \|", (IAM / "README.md").read_text(), flags=re.M))
+
+
+def rendered(path: pathlib.Path) -> dict:
+    return json.loads(string.Template(path.read_text()).substitute(SAMPLE))
+
+
+def as_list(value) -> list:
+    return value if isinstance(value, list) else [value]
+
+
+def test_every_lambda_has_a_template():
+    assert {p.stem for p in TEMPLATES} == {"dss-api", "dss-sync", "dss-index", "dss-notify", "dss-checkout",
+                                           "dss-copy", "dss-copy-launch"}
+
+
+def test_placeholders_are_documented():
+    assert documented_placeholders() == set(SAMPLE)
+    for path in TEMPLATES:
+        used = {m.group("named") or m.group("braced") for m in string.Template.pattern.finditer(path.read_text())
+                if m.group("named") or m.group("braced")}
+        assert used <= documented_placeholders(), f"{path.name}: undocumented {used - documented_placeholders()}"
+
+
+@pytest.mark.parametrize("path", TEMPLATES, ids=lambda p: p.stem)
+def test_template_renders_to_a_least_privilege_policy(path):
+    policy = rendered(path)
+    assert policy["Version"] == "2012-10-17"
+    sids = [s["Sid"] for s in policy["Statement"]]
+    assert len(sids) == len(set(sids)), sids
+    for statement in policy["Statement"]:
+        where = f"{path.name} {statement['Sid']}"
+        assert statement["Effect"] == "Allow" and "NotAction" not in statement and "NotResource" not in statement
+        actions, resources = as_list(statement["Action"]), as_list(statement["Resource"])
+        assert not [a for a in actions if "*" in a], f"{where}: wildcard action"
+        services = {a.split(":")[0] for a in actions}
+        assert len(services) == 1, f"{where}: one service per statement, not {services}"
+        for resource in resources:
+            if resource == "*":
+                assert set(actions) <= STAR_RESOURCE_ACTIONS, f"{where}: '*' resource"
+                continue
+            # Resources of the statement's service, in this account (S3 ARNs name no account).
+            assert resource.split(":")[2] == next(iter(services)), f"{where}: {resource}"
+            assert resource.startswith("arn:aws:s3:::") or ":123456789012:" in resource, f"{where}: {resource}"
+
+
+@pytest.mark.parametrize("path", TEMPLATES, ids=lambda p: p.stem)
+def test_template_grants_logs_secret_and_its_queue(path):
+    statements = rendered(path)["Statement"]
+
+    def allowed(action: str) -> set[str]:
+        return {r for s in statements if action in as_list(s["Action"]) for r in as_list(s["Resource"])}
+
+    log_groups = allowed("logs:PutLogEvents")
+    assert log_groups and all(":log-group:/aws/lambda/dss-" in r and "-dev" in r for r in log_groups)
+    assert allowed("secretsmanager:GetSecretValue") == {
+        "arn:aws:secretsmanager:us-east-1:123456789012:secret:dss-gcp-credentials-dev-??????"}
+    queue = CONSUMERS.get(path.stem)
+    if queue:
+        arn = f"arn:aws:sqs:us-east-1:123456789012:dss-{queue}-dev"
+        for action in ("sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes",
+                       "sqs:ChangeMessageVisibility"):
+            assert allowed(action) == {arn}, (path.stem, action)
+
+
+def test_template_actions_and_condition_keys_exist_in_iam():
+    """Every action and condition key is looked up in policy_sentry's IAM database (tools virtualenv)."""
+    used = {"actions": set(), "conditions": set()}
+    for path in TEMPLATES:
+        for statement in rendered(path)["Statement"]:
+            used["actions"].update(as_list(statement["Action"]))
+            for operator in statement.get("Condition", {}).values():
+                used["conditions"].update(operator)
+    unknown = tools_python(
+        "import json, sys\n"
+        "from policy_sentry.querying.all import get_all_actions\n"
+        "from policy_sentry.querying.conditions import get_condition_keys_for_service\n"
+        "used = json.load(sys.stdin)\n"
+        "actions = get_all_actions(lowercase=True)\n"
+        "bad = [a for a in used['actions'] if a.lower() not in actions]\n"
+        "for key in used['conditions']:\n"
+        "    service = key.split(':')[0]\n"
+        "    if service != 'aws' and key.lower() not in {k.lower() for k in get_condition_keys_for_service(service)}:\n"
+        "        bad.append(key)\n"
+        "print(json.dumps(bad))\n",
+        stdin=json.dumps({k: sorted(v) for k, v in used.items()}))
+    assert unknown == [], f"not in IAM: {unknown}"
+    assert len(used["actions"]) > 30
+
+
+def test_checkout_destination_grants_never_reach_this_account():
+    """The only wildcard buckets (users' checkout destinations) are limited to buckets of other accounts."""
+    for path in TEMPLATES:
+        for statement in rendered(path)["Statement"]:
+            if any(r.startswith("arn:aws:s3:::*") for r in as_list(statement["Resource"])):
+                assert statement["Condition"] == {"StringNotEquals": {"s3:ResourceAccount": "123456789012"}}, \
+                    f"{path.name} {statement['Sid']}"
