@@ -6,7 +6,7 @@ templatefile), with realistic Lambda ARNs, and the result is linted by cfn-lint 
 .tools-venv) as the Definition of an AWS::StepFunctions::StateMachine: rule E3601 checks it against the ASL schema
 cfn-lint bundles. That schema leaves a Map's legacy `Iterator` unchecked (`{}`), so each Iterator is linted again as
 a state machine of its own. cfn-lint does not check that transitions name existing states, nor that every state is
-reachable; statelint (a port of awslabs/statelint) does, and is run too when the tools virtualenv has it.
+reachable; statelint (a port of awslabs/statelint, also in the tools virtualenv) does.
 Broken definitions are linted as well, to show that each check can fail.
 
 **Control flow.** copy-file.asl.json runs in the local stack's moto Step Functions, which interprets ASL but cannot
@@ -247,8 +247,8 @@ def test_cfn_lint_rejects_broken_definition(cfn_lint, case):
 
 def _statelint(machine: dict, tmp_path: Path) -> subprocess.CompletedProcess:
     if not STATELINT.exists():
-        pytest.skip(f"statelint is not in {TOOLS_VENV.name}: add `statelint` to requirements-tools.txt.in to check "
-                    "that every transition names an existing state and every state is reachable")
+        pytest.fail(f"{_rel(STATELINT)} is missing: the ASL checks need the tools virtualenv. Create it with "
+                    "`make setup`.")
     path = tmp_path / "definition.asl.json"
     path.write_text(json.dumps(machine, indent=1))
     return subprocess.run([str(STATELINT), str(path)], capture_output=True, text=True, timeout=LINT_TIMEOUT)
