@@ -7,7 +7,7 @@
 locals {
   s3_access_log_bucket = coalesce(var.s3_access_log_bucket, "${var.s3_bucket}-access-logs")
   gs_access_log_bucket = coalesce(var.gs_access_log_bucket, "${var.gs_bucket}-access-logs")
-  s3_logged_buckets    = [var.s3_bucket, var.s3_checkout_bucket, var.s3_staging_bucket]
+  s3_logged_buckets    = [var.s3_bucket, var.s3_checkout_bucket, var.s3_staging_bucket, local.lambda_artifacts_bucket]
 }
 
 # Requests without TLS are refused by every bucket.

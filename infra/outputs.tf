@@ -88,3 +88,45 @@ output "gcs_event_relay_role_arn" {
   description = "AWS role the GCS event relay assumes with its Google ID token."
   value       = aws_iam_role.gcs_relay.arn
 }
+
+# --- What the Lambdas are placed and hardened with (scripts/package_lambdas.py DEPLOYMENT_OUTPUTS) -----------------
+
+output "vpc_id" {
+  description = "The DSS VPC."
+  value       = aws_vpc.dss.id
+}
+
+output "lambda_subnet_ids" {
+  description = "Private subnets the Lambdas run in (one per availability zone)."
+  value       = aws_subnet.private[*].id
+}
+
+output "lambda_security_group_ids" {
+  description = "Security group of the Lambdas: no inbound, HTTPS outbound."
+  value       = [aws_security_group.lambda.id]
+}
+
+output "lambda_kms_key_arn" {
+  description = "Key that encrypts the Lambdas' environment (the deployment's key)."
+  value       = aws_kms_key.dss.arn
+}
+
+output "lambda_dead_letter_queue_arn" {
+  description = "Dead-letter queue of failed asynchronous Lambda invocations."
+  value       = aws_sqs_queue.lambda_dead_letter.arn
+}
+
+output "code_signing_config_arn" {
+  description = "Code signing configuration every DSS Lambda is deployed with."
+  value       = aws_lambda_code_signing_config.dss.arn
+}
+
+output "signing_profile_name" {
+  description = "Signer profile that signs the Lambda zips."
+  value       = aws_signer_signing_profile.lambda.name
+}
+
+output "artifacts_bucket" {
+  description = "Bucket the deploy uploads the Lambda zips to (versioned, for Signer)."
+  value       = aws_s3_bucket.lambda_artifacts.id
+}

@@ -1,5 +1,6 @@
-# The OpenSearch domain behind DSS_ES_ENDPOINT. The API and dss-index sign their requests with SigV4
-# (dss/index/backend.py); the domain's policy admits only their Lambda roles (and the optional admin principals).
+# The OpenSearch domain behind DSS_ES_ENDPOINT, in the DSS VPC (network.tf), reachable from the Lambdas' security
+# group only. The API and dss-index sign their requests with SigV4 (dss/index/backend.py); the domain's policy admits
+# only their Lambda roles (and the optional admin principals, who need a way into the VPC).
 
 locals {
   opensearch_log_types  = ["INDEX_SLOW_LOGS", "SEARCH_SLOW_LOGS", "ES_APPLICATION_LOGS"]
@@ -79,9 +80,7 @@ data "aws_iam_policy_document" "opensearch_access" {
 }
 
 resource "aws_opensearch_domain" "dss" {
-  # checkov:skip=CKV_AWS_137: the Lambdas run outside any VPC (Chalice deploys them without one); every request is SigV4-signed and the domain policy admits only the DSS roles
   # checkov:skip=CKV2_AWS_52: access is decided by IAM (the domain policy); fine-grained access control would need each Lambda role mapped inside OpenSearch as well
-  # checkov:skip=CKV_AWS_248: the domain is not in a VPC (see CKV_AWS_137), so it has no security group at all
   # checkov:skip=CKV_AWS_317: OpenSearch audit logs require fine-grained access control (see CKV2_AWS_52); slow and application logs are published
   domain_name    = local.es_domain_name
   engine_version = var.opensearch_engine_version
@@ -100,6 +99,12 @@ resource "aws_opensearch_domain" "dss" {
         availability_zone_count = 2
       }
     }
+  }
+
+  vpc_options {
+    # One subnet per availability zone the data nodes spread over.
+    subnet_ids         = var.opensearch_instance_count > 1 ? aws_subnet.private[*].id : [aws_subnet.private[0].id]
+    security_group_ids = [aws_security_group.opensearch.id]
   }
 
   ebs_options {

@@ -87,6 +87,12 @@ variable "gs_access_log_bucket" {
   default     = ""
 }
 
+variable "lambda_artifacts_bucket" {
+  description = "S3 bucket the deploy uploads the Lambda zips to, where Signer signs them; empty: {s3_bucket}-lambda-artifacts."
+  type        = string
+  default     = ""
+}
+
 variable "noncurrent_version_days" {
   description = "Days an overwritten or deleted object of a primary bucket stays recoverable."
   type        = number
@@ -196,9 +202,27 @@ variable "opensearch_master_count" {
 }
 
 variable "opensearch_admin_principal_arns" {
-  description = "Further IAM principals (operators, reindex jobs) allowed to call the OpenSearch domain."
+  description = "Further IAM principals (operators, reindex jobs) allowed to call the OpenSearch domain (from inside the VPC)."
   type        = list(string)
   default     = []
+}
+
+# --- Network -----------------------------------------------------------------------------------------------------
+
+variable "vpc_cidr" {
+  description = "Address range of the DSS VPC (Lambdas and the OpenSearch domain), split over two availability zones."
+  type        = string
+  default     = "10.60.0.0/16"
+}
+
+variable "availability_zones" {
+  description = "The two availability zones of the VPC; empty: {aws_region}a and {aws_region}b."
+  type        = list(string)
+  default     = []
+  validation {
+    condition     = length(var.availability_zones) == 0 || length(var.availability_zones) == 2
+    error_message = "availability_zones must name exactly two zones (or none for the default)."
+  }
 }
 
 # --- Operations --------------------------------------------------------------------------------------------------
