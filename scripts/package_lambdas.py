@@ -36,6 +36,7 @@ logger = logging.getLogger(__name__)
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 PYTHON_RUNTIME = "python3.11"
 API_STAGE = "api"
+LOG_RETENTION_DAYS = 365
 
 
 @dataclass(frozen=True)
@@ -120,6 +121,10 @@ def lambda_environment(environ: dict, infra_outputs: dict) -> dict[str, str]:
     if missing:
         raise PackagingError(f"missing settings: {', '.join(missing)} (set them in environment.local, or pass "
                              f"--infra-outputs from `terraform -chdir=infra output -json`)")
+    local = [name for name, value in values.items() if re.search(r"://(127\.0\.0\.1|localhost)[:/]", value)]
+    if local:
+        raise PackagingError(f"{', '.join(local)} point at this machine (the local stack's defaults); set them in "
+                             f"environment.local or pass --infra-outputs")
     if values["DSS_DEPLOYMENT_STAGE"] == "local":
         raise PackagingError("DSS_DEPLOYMENT_STAGE is `local`; set the stage to deploy (e.g. dev) in environment.local")
     return values
@@ -143,6 +148,12 @@ def policy_values(env: dict[str, str], account_id: str, region: str) -> dict[str
         "copy_state_machine_arn": env["DSS_COPY_STATE_MACHINE_ARN"],
         "notification_sender": env.get("DSS_NOTIFICATION_SENDER", ""),
     }
+
+
+def check_policy_values(values: dict[str, str]) -> None:
+    empty = sorted(k for k, v in values.items() if not v and k != "notification_sender")
+    if empty:
+        raise PackagingError(f"no value for {', '.join(empty)}: an empty name would render a policy for nothing")
 
 
 def render_policy(name: str, values: dict[str, str]) -> dict:
@@ -246,6 +257,11 @@ def finish_terraform(name: str, out: pathlib.Path, stage: str, env: dict[str, st
         function["code_signing_config_arn"] = deployment["code_signing_config_arn"]
         function["kms_key_arn"] = deployment["lambda_kms_key_arn"]
         function["dead_letter_config"] = {"target_arn": deployment["lambda_dead_letter_queue_arn"]}
+    # The log groups exist before the functions first log, so they get a retention and the deployment's key.
+    for key, function in resources.get("aws_lambda_function", {}).items():
+        resources.setdefault("aws_cloudwatch_log_group", {})[key] = {
+            "name": f"/aws/lambda/{function['function_name']}", "retention_in_days": LOG_RETENTION_DAYS,
+            "kms_key_id": deployment["lambda_kms_key_arn"]}
     for layer in resources.get("aws_lambda_layer_version", {}).values():
         layer.pop("filename", None)
         layer.pop("source_code_hash", None)
@@ -301,7 +317,7 @@ def finish_cloudformation(name: str, out: pathlib.Path, stage: str, env: dict[st
         if resource["Type"] == "AWS::Serverless::Api":
             resources["ApiAccessLogs"] = {
                 "Type": "AWS::Logs::LogGroup", "Properties": {
-                    "LogGroupName": f"/aws/apigateway/{name}-{stage}", "RetentionInDays": 365,
+                    "LogGroupName": f"/aws/apigateway/{name}-{stage}", "RetentionInDays": LOG_RETENTION_DAYS,
                     "KmsKeyId": deployment["lambda_kms_key_arn"]}}
             properties["TracingEnabled"] = True
             properties["AccessLogSetting"] = {"DestinationArn": {"Fn::GetAtt": ["ApiAccessLogs", "Arn"]},
@@ -328,6 +344,9 @@ def package(apps: list[str], stage: str, fmt: str, out: pathlib.Path, work: path
     deployment = deployment_outputs(infra_outputs)
     values = {**policy_values(env, account_id, region), "lambda_kms_key_arn": deployment["lambda_kms_key_arn"],
               "lambda_dead_letter_queue_arn": deployment["lambda_dead_letter_queue_arn"]}
+    if output_value(infra_outputs, "es_domain"):
+        values["es_domain"] = output_value(infra_outputs, "es_domain")
+    check_policy_values(values)
     built = {}
     for name in apps:
         app = APPS[name]
