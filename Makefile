@@ -11,7 +11,7 @@ HCA_VENV ?= .hca-venv
 TOOLS_VENV := .tools-venv
 TOOLS_STAMP := $(TOOLS_VENV)/.installed
 
-.PHONY: help setup run test token bench requirements spec-check clean-local hca-cli hca-config
+.PHONY: help setup run test token bench requirements spec-check clean-local hca-cli hca-config deploy-infra deploy
 
 help:
 	@echo "make run          set up, then start the local DSS (API on http://127.0.0.1:5000)"
@@ -21,6 +21,8 @@ help:
 	@echo "make requirements regenerate the pinned requirements from the .in files"
 	@echo "make hca-cli      install the real hca CLI (hca 8.0.0) in its own virtualenv, $(HCA_VENV)"
 	@echo "make hca-config   configure it for the running local DSS: eval \"\$$(make -s hca-config)\""
+	@echo "make deploy-infra apply infra/ (Terraform) for the stage of environment.local"
+	@echo "make deploy       package the Lambdas and deploy them (after deploy-infra)"
 
 setup: $(STAMP) $(TOOLS_STAMP)
 
@@ -60,6 +62,13 @@ hca-cli: $(STAMP)
 # Prints the shell lines that point the hca CLI at the local DSS (run `make run` first).
 hca-config: $(STAMP)
 	@$(PY) scripts/hca_local_config.py --env-file $${DSS_LOCAL_DIR:-.local}/env --hca-venv $(HCA_VENV)
+
+# A cloud stage: settings from `environment` and environment.local; see README, Deployment.
+deploy-infra: $(STAMP)
+	bash scripts/deploy.sh infra
+
+deploy: $(STAMP)
+	bash scripts/deploy.sh lambdas
 
 requirements: $(STAMP)
 	$(VENV)/bin/uv pip compile --quiet --python-version 3.11 requirements.txt.in -o requirements.txt

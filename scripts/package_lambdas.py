@@ -72,12 +72,13 @@ APPS = {
     }),
 }
 
-# Settings of `environment` that describe the workstation or the local stack, not the deployment. AWS_* are
-# reserved in Lambda; GOOGLE_APPLICATION_CREDENTIALS is a local path (Lambdas fetch the key, see
-# dss.cloud_credentials).
+# Settings of `environment` that describe the workstation, the local stack or the deployment itself, not what the
+# code reads. AWS_* are reserved in Lambda; GOOGLE_APPLICATION_CREDENTIALS is a local path (Lambdas fetch the key,
+# see dss.cloud_credentials).
 LOCAL_ONLY = re.compile(r"^(DSS_LOCAL_.*|DSS_API_PORT|AWS_.*|STORAGE_EMULATOR_HOST|GOOGLE_APPLICATION_CREDENTIALS|"
                         r"DSS_PUBLISH_WRITE_EVENTS|DSS_ASYNC_COPY_START_DELAY_SECONDS|"
-                        r"DSS_ASYNC_COPY_PART_PAUSE_SECONDS|DSS_BACKOFF_BASE_SECONDS)$")
+                        r"DSS_ASYNC_COPY_PART_PAUSE_SECONDS|DSS_BACKOFF_BASE_SECONDS|DSS_ROUTE53_ZONE|"
+                        r"DSS_TERRAFORM_.*|DSS_OPENSEARCH_.*|DSS_DEPLOY_.*|GCP_DEFAULT_REGION)$")
 # Terraform outputs (infra/outputs.tf) -> the settings they provide.
 INFRA_OUTPUTS = {"es_endpoint": "DSS_ES_ENDPOINT", "copy_state_machine_arn": "DSS_COPY_STATE_MACHINE_ARN",
                  "gcp_credentials_secret": "DSS_GCP_CREDENTIALS_SECRET"}
@@ -119,8 +120,8 @@ def lambda_environment(environ: dict, infra_outputs: dict) -> dict[str, str]:
             values[name] = str(output_value(infra_outputs, output))
     missing = [name for name in REQUIRED_SETTINGS if not values.get(name)]
     if missing:
-        raise PackagingError(f"missing settings: {', '.join(missing)} (set them in environment.local, or pass "
-                             f"--infra-outputs from `terraform -chdir=infra output -json`)")
+        raise PackagingError(f"missing settings: {', '.join(missing)} (infra/ outputs them: run `make deploy-infra` "
+                             f"first, or set them in environment.local)")
     local = [name for name, value in values.items() if re.search(r"://(127\.0\.0\.1|localhost)[:/]", value)]
     if local:
         raise PackagingError(f"{', '.join(local)} point at this machine (the local stack's defaults); set them in "
