@@ -92,3 +92,19 @@ def test_deploy_stops_when_the_infrastructure_is_not_there(workdir, stack):
     assert run.returncode == 2
     assert "package_lambdas: " in run.stderr and "deploy-infra" in run.stderr
     assert [c["args"][1] for c in calls(workdir)] == ["init", "output"]  # nothing was applied
+
+
+def test_gitlab_ci_tests_every_push_and_deploys_dev_from_main():
+    import yaml
+    ci = yaml.safe_load((ROOT / ".gitlab-ci.yml").read_text())
+    assert ci["stages"] == ["test", "deploy"]
+    assert ci["test"]["script"] == [".ci/run"] and "rules" not in ci["test"]
+    assert "make test" in (ROOT / ".ci" / "run").read_text()
+    deploy_job = ci["deploy-dev"]
+    assert deploy_job["needs"] == ["test"] and deploy_job["environment"]["name"] == "dev"
+    assert deploy_job["rules"] == [{"if": "$CI_COMMIT_BRANCH == $CI_DEFAULT_BRANCH"}]
+    assert deploy_job["script"] == ["make deploy-infra", "make deploy"]
+    assert deploy_job["variables"]["DSS_DEPLOY_AUTO_APPROVE"] == "1"
+    # Credentials come from the job's OIDC token, not from a stored key.
+    assert "aud" in deploy_job["id_tokens"]["AWS_ID_TOKEN"]
+    assert not [k for k in deploy_job["variables"] if k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")]
