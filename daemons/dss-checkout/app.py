@@ -8,14 +8,9 @@ import os
 
 from chalice import Chalice
 
-from dss.events.lambda_entry import queue_name, sqs_batch_handler
+from dss.events.lambda_entry import sqs_daemon
 
 logging.getLogger().setLevel(os.environ.get("DSS_LOG_LEVEL", "INFO"))
 
 app = Chalice(app_name="dss-checkout")
-handle_batch = sqs_batch_handler("checkout")
-
-
-@app.on_sqs_message(queue=queue_name("checkout"), batch_size=1, name="checkout")
-def checkout(event) -> dict:
-    return handle_batch(event.to_dict(), event.context)
+checkout = sqs_daemon(app, "checkout", batch_size=1)

@@ -8,14 +8,9 @@ import os
 
 from chalice import Chalice
 
-from dss.events.lambda_entry import queue_name, sqs_batch_handler
+from dss.events.lambda_entry import sqs_daemon
 
 logging.getLogger().setLevel(os.environ.get("DSS_LOG_LEVEL", "INFO"))
 
 app = Chalice(app_name="dss-index")
-handle_batch = sqs_batch_handler("index")
-
-
-@app.on_sqs_message(queue=queue_name("index"), batch_size=10, name="index")
-def index(event) -> dict:
-    return handle_batch(event.to_dict(), event.context)
+index = sqs_daemon(app, "index", batch_size=10)

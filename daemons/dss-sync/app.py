@@ -8,14 +8,9 @@ import os
 
 from chalice import Chalice
 
-from dss.events.lambda_entry import queue_name, sqs_batch_handler
+from dss.events.lambda_entry import sqs_daemon
 
 logging.getLogger().setLevel(os.environ.get("DSS_LOG_LEVEL", "INFO"))
 
 app = Chalice(app_name="dss-sync")
-handle_batch = sqs_batch_handler("sync")
-
-
-@app.on_sqs_message(queue=queue_name("sync"), batch_size=1, name="sync")
-def sync(event) -> dict:
-    return handle_batch(event.to_dict(), event.context)
+sync = sqs_daemon(app, "sync", batch_size=1)

@@ -44,6 +44,17 @@ def sqs_batch_handler(queue: str):
     return handler
 
 
+def sqs_daemon(app, queue: str, batch_size: int):
+    """Wire a Chalice app to the queue `queue` with its handler. Bind the result to the module attribute named
+    `queue`: Chalice deploys the Lambda with the handler `app.<queue>`."""
+    handle_batch = sqs_batch_handler(queue)
+
+    def on_batch(event) -> dict:
+        return handle_batch(event.to_dict(), event.context)
+    on_batch.__name__ = on_batch.__qualname__ = queue
+    return app.on_sqs_message(queue=queue_name(queue), batch_size=batch_size, name=queue)(on_batch)
+
+
 def _back_off(queue: str, record: dict) -> None:
     receives = int(record.get("attributes", {}).get("ApproximateReceiveCount", 1))
     try:
