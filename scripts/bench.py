@@ -57,6 +57,7 @@ logger = logging.getLogger("bench")
 ORIGINAL_INDEX_RATE = 200 / 60  # bundles per second the original's indexer was quoted at (about 200 a minute)
 ORGANS = ("brain", "heart", "lung", "liver", "kidney", "spleen", "pancreas", "skin", "bone marrow", "blood")
 SPECIES = ("homo sapiens", "mus musculus", "danio rerio")
+ROOT = pathlib.Path(__file__).resolve().parent.parent
 # The sort POST /search adds to every query (dss.api.search.SORT; not imported, which would load the web app).
 SEARCH_SORT = [{"uuid": {"order": "desc"}}, {"manifest.version": {"order": "desc", "missing": "_last"}}]
 
@@ -145,6 +146,27 @@ class Bench:
         raw = rate(lambda _: self.raw_head(replica, rs.bucket, blob_key), self.count, self.concurrency)
         dss = rate(get, self.count, self.concurrency)
         return {"GET /files redirects/s": dss, "raw HEAD/s": raw, "ratio": dss / raw}
+
+    def lambda_redirects(self, replica: str) -> dict:
+        """GET /files through the API Lambda's handler (chalice/app.py) in this process, one request at a time as a
+        Lambda instance serves them, against raw HEADs on one thread."""
+        import importlib.util
+        spec = importlib.util.spec_from_file_location("dss_api_lambda", ROOT / "chalice" / "app.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        file_uuid, _ = self.put_file(self.stage(replica, b"redirect me from lambda"))
+        rs = self.replicas[replica]
+        blob_key = compute_checksums_of_bytes(b"redirect me from lambda").blob_key()
+        event = {"method": "GET", "path": f"/v1/files/{file_uuid}", "params": {"replica": replica}, "headers": {}}
+        module.app(event, None)  # the cold start: the connexion app is built on the first event
+
+        def get(_):
+            answer = module.app(event, None)
+            assert answer["statusCode"] == 302, answer
+
+        raw = rate(lambda _: self.raw_head(replica, rs.bucket, blob_key), self.count, 1)
+        via_lambda = rate(get, self.count, 1)
+        return {"Lambda GET /files/s": via_lambda, "raw HEAD/s": raw, "ratio": via_lambda / raw}
 
     def raw_head(self, replica: str, bucket: str, key: str) -> None:
         if replica == "aws":
@@ -638,8 +660,8 @@ def main() -> None:
     parser.add_argument("--search-docs", type=int, default=100_000, help="documents searched for the search latency")
     parser.add_argument("--subscriptions", type=int, default=1000, help="subscriptions notified of one bundle")
     parser.add_argument("--output", default=".bench/results.json")
-    parser.add_argument("--only", nargs="*", choices=["files", "bundles", "daemons", "search"],
-                        default=["files", "bundles", "daemons", "search"],
+    parser.add_argument("--only", nargs="*", choices=["files", "bundles", "daemons", "search", "lambda"],
+                        default=["files", "bundles", "daemons", "search", "lambda"],
                         help="which groups of figures to measure")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
@@ -663,6 +685,9 @@ def main() -> None:
                 results["replication lag large"] = bench.large_replication_lag()
                 results["large ingest 202 aws"] = bench.large_ingest_202(args.large_mib * MiB)
                 results["bundle checkout aws"] = bench.bundle_checkout()
+            if "lambda" in args.only:
+                for replica in ("aws", "gcp"):
+                    results[f"lambda redirects {replica}"] = bench.lambda_redirects(replica)
             if "search" in args.only:
                 results["indexing aws"] = bench.index_throughput(args.index_bundles)
                 results["search latency aws"] = bench.search_latency(args.search_docs)
