@@ -6,9 +6,7 @@ worker, as in production. test_files_api has the default 64 MiB threshold throug
 """
 from __future__ import annotations
 
-import copy
 import dataclasses
-import json
 import os
 import time
 import uuid as uuidlib
@@ -27,7 +25,6 @@ from dss.storage.replicas import Replicas
 
 from .helpers import assert_problem, downloaded_sha256, poll_while_404, stage_in_parts
 
-ASL_PATH = os.path.join(os.path.dirname(__file__), "..", "daemons", "dss-copy", "copy-file.asl.json")
 START_DELAY = 3  # seconds a queued copy waits: the window in which these tests act "during the copy"
 
 
@@ -289,95 +286,3 @@ def test_worker_killed_mid_copy_resumes_and_converges(api, stack, s3, settings, 
         stack.extra_env.clear()
         stack.extra_env.update(saved_env)
         stack.respawn("worker")
-
-
-# --- the Step Functions definition ---------------------------------------------------------------------------
-
-def _load_asl() -> dict:
-    with open(ASL_PATH) as f:
-        return json.load(f)
-
-
-def _scopes(machine: dict):
-    """The machine and every nested state machine (Map iterators, Parallel branches)."""
-    yield machine
-    for state in machine["States"].values():
-        for nested in ([state["Iterator"]] if "Iterator" in state else []) + state.get("Branches", []):
-            yield from _scopes(nested)
-
-
-def test_state_machine_definition_is_well_formed():
-    definition = _load_asl()
-    tasks = []
-    for scope in _scopes(definition):
-        states = scope["States"]
-        assert scope["StartAt"] in states
-        targets = []
-        for name, state in states.items():
-            targets += [state["Next"]] if "Next" in state else []
-            targets += [state["Default"]] if "Default" in state else []
-            targets += [choice["Next"] for choice in state.get("Choices", [])]
-            targets += [catch["Next"] for catch in state.get("Catch", [])]
-            assert "Next" in state or state.get("End") or state["Type"] in ("Succeed", "Fail", "Choice"), name
-            if state["Type"] == "Task":
-                tasks.append(state["Resource"])
-        assert set(targets) <= set(states), set(targets) - set(states)
-        assert any(s["Type"] in ("Succeed", "Fail") or s.get("End") for s in states.values())
-    # Every task is a Lambda of daemons/dss-copy/app.py, by the naming rule of its docstring.
-    import importlib.util
-    spec = importlib.util.spec_from_file_location("dss_copy_app", os.path.join(os.path.dirname(ASL_PATH), "app.py"))
-    app = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(app)
-    for resource in tasks:
-        name = resource.removeprefix("${").removesuffix("LambdaArn}")
-        handler = "".join("_" + ch.lower() if ch.isupper() else ch for ch in name).lstrip("_")
-        assert callable(getattr(app, handler)), resource
-
-
-# What each Lambda would answer, for a run of the control flow without Lambdas (moto cannot run them).
-_FAKE_RESULTS = {
-    "Setup": {"key": "files/x", "task_id": "t", "batches": [{"key": "files/x", "task_id": "t", "first": 1, "last": 2},
-                                                            {"key": "files/x", "task_id": "t", "first": 3, "last": 3}]},
-    "CopyBatch": {"done": True},
-}
-
-
-def _without_lambdas(machine: dict, failing: str | None = None) -> dict:
-    machine = copy.deepcopy(machine)
-    for scope in _scopes(machine):
-        for name, state in scope["States"].items():
-            if name == failing:
-                scope["States"][name] = {"Type": "Fail", "Error": "CopyFailed", "Cause": "injected"}
-            elif state["Type"] == "Task":
-                state.pop("Retry", None)
-                state.pop("Catch", None)
-                state.pop("Resource")
-                state["Type"] = "Pass"
-                if name in _FAKE_RESULTS:
-                    state["Result"] = _FAKE_RESULTS[name]
-    return machine
-
-
-def _run(sfn, definition: dict) -> tuple[dict, list[str]]:
-    arn = sfn.create_state_machine(name=f"dss-copy-test-{uuidlib.uuid4().hex[:8]}", definition=json.dumps(definition),
-                                   roleArn="arn:aws:iam::123456789012:role/dss-copy")["stateMachineArn"]
-    execution = sfn.start_execution(stateMachineArn=arn, input=json.dumps({"key": "files/x", "task_id": "t"}))
-    deadline = time.monotonic() + 30
-    while (described := sfn.describe_execution(executionArn=execution["executionArn"]))["status"] == "RUNNING":
-        assert time.monotonic() < deadline
-        time.sleep(0.1)
-    events = sfn.get_execution_history(executionArn=execution["executionArn"])["events"]
-    entered = [e["stateEnteredEventDetails"]["name"] for e in events if "stateEnteredEventDetails" in e]
-    return described, entered
-
-
-def test_state_machine_runs_in_step_functions(stack):
-    sfn = stack.aws_client("stepfunctions")
-    definition = _load_asl()
-    succeeded, entered = _run(sfn, _without_lambdas(definition))
-    assert succeeded["status"] == "SUCCEEDED", succeeded
-    assert [s for s in entered if s in definition["States"]] == ["Setup", "CopyParts", "Finalize", "WriteMetadata",
-                                                                  "Copied"]
-    failed, entered = _run(sfn, _without_lambdas(definition, failing="CopyBatch"))
-    assert failed["status"] == "FAILED", failed
-    assert "RecordFailure" in entered and "Finalize" not in entered
