@@ -20,10 +20,11 @@ from .helpers import ApiClient
 
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory):
-    from dss.local.stack import PUBLIC_PORTS, LocalStack, free_ports
+    from dss.local.stack import LocalStack
+    # Each pytest-xdist worker has a stack of its own, on ports no other stack on this machine is given.
     # A message whose worker was killed reappears after 10 s rather than 60, and a failing one is retried after
     # 1, 2, 4, 8 s rather than 2, 4, 8, 16 (crash and dead-letter tests wait for them).
-    stack = LocalStack(tmp_path_factory.mktemp("stack"), ports=free_ports(PUBLIC_PORTS), with_api=True,
+    stack = LocalStack(tmp_path_factory.mktemp("stack"), pick_ports=True, with_api=True,
                        extra_env={"DSS_QUEUE_VISIBILITY_SECONDS": "10", "DSS_BACKOFF_BASE_SECONDS": "1"})
     stack.start()
     saved = dict(os.environ)

@@ -28,7 +28,8 @@ from google.cloud import storage
 from google.oauth2 import service_account
 
 from dss.local import issuer
-from dss.local.stack import (PUBLIC_PORTS, SEAWEED_PORT_FLAGS, LocalStack, free_ports, listening_ports)
+from dss.local.stack import (PUBLIC_PORTS, SEAWEED_PORT_FLAGS, LocalStack, claim_port, free_ports,
+                             listening_ports)
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 S3_BUCKET_VARS = ("DSS_S3_BUCKET", "DSS_S3_CHECKOUT_BUCKET", "DSS_S3_STAGING_BUCKET")
@@ -81,7 +82,7 @@ def my_children() -> set[int]:
 
 
 def new_stack(root: pathlib.Path, **kwargs) -> LocalStack:
-    return LocalStack(root, ports=free_ports(PUBLIC_PORTS), with_api=kwargs.pop("with_api", False), **kwargs)
+    return LocalStack(root, pick_ports=True, with_api=kwargs.pop("with_api", False), **kwargs)
 
 
 # --- the shared stack ------------------------------------------------------------------------------
@@ -103,6 +104,37 @@ def test_free_ports_are_distinct_and_bindable():
     for port in ports.values():
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", port))
+    assert not set(ports.values()) & set(free_ports([f"q{i}" for i in range(20)]).values())  # claimed: not again
+
+
+def test_a_port_claimed_by_another_process_is_not_claimed_until_it_exits():
+    [port] = free_ports(["mine"]).values()
+    assert claim_port(port)  # already ours
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        other = sock.getsockname()[1]
+    holder = subprocess.Popen([sys.executable, "-c", "import sys; from dss.local.stack import claim_port; "
+                               f"print(claim_port({other}), flush=True); sys.stdin.read()"],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=REPO_ROOT)
+    try:
+        assert holder.stdout.readline().strip() == "True"
+        assert not claim_port(other)
+    finally:
+        holder.communicate("", timeout=30)
+    assert claim_port(other)  # the claim went with the process
+
+
+def test_a_stack_that_picks_its_ports_starts_on_others_if_one_is_taken(tmp_path):
+    stack = new_stack(tmp_path / "stack")
+    with socket.socket() as taken:  # some other program listens on the port picked for S3 before S3 starts
+        taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        taken.bind(("127.0.0.1", stack.ports["s3"]))
+        taken.listen()
+        with stack:
+            assert stack.ports["s3"] != taken.getsockname()[1]
+            env = stack.env()
+            s3_client(env).put_object(Bucket=env["DSS_S3_BUCKET"], Key="k", Body=b"on other ports")
+            assert listening_ports(stack.pids()["s3"]) >= {("127.0.0.1", stack.ports["s3"])}
 
 
 def test_children_listen_on_loopback_and_configured_ports_only(stack):

@@ -17,6 +17,7 @@ import argparse
 import atexit
 import contextlib
 import dataclasses
+import fcntl
 import json
 import logging
 import os
@@ -28,6 +29,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import typing
@@ -59,6 +61,11 @@ STOP_TIMEOUT = 10.0
 POLL_INTERVAL = 0.1
 LOG_TAIL_LINES = 40
 PORT_CONFLICT_GRACE = 2.0  # a port held by another process this long means the child cannot listen
+PORT_ATTEMPTS = 5  # a stack that picks its own ports starts this many times before a taken port is an error
+# What the servers print when they cannot listen on their port.
+PORT_IN_USE_MESSAGES = ("address already in use", "errno 98", "port allocation failed", "in use by another program")
+# Claims on ports, shared by every process on this machine that picks ports here (see free_ports).
+PORT_CLAIMS_DIR = pathlib.Path(tempfile.gettempdir()) / "dss-local-ports"
 
 # Public ports: name -> (environment variable, default as in /environment).
 PUBLIC_PORTS: dict[str, tuple[str, int]] = {
@@ -127,16 +134,58 @@ def read_env_file(path: pathlib.Path) -> dict[str, str]:
     return values
 
 
+_claims: dict[int, int] = {}  # port -> the locked file descriptor of this process's claim on it
+_claims_lock = threading.Lock()
+
+
+def claim_port(port: int) -> bool:
+    """Claim `port` for this process, until it exits: False if another process holds a claim on it.
+
+    A free port is free only until some server binds it; between the moment a stack picks its ports and the moment
+    its servers listen, another stack (another test worker, another run) could pick the same ones. Claims close
+    that gap: each is an exclusive lock on the file PORT_CLAIMS_DIR/<port>, which the OS releases when the process
+    ends, however it ends. Where the directory cannot be used, a port cannot be claimed but counts as unclaimed.
+    """
+    with _claims_lock:
+        if port in _claims:
+            return True
+        try:
+            PORT_CLAIMS_DIR.mkdir(mode=0o777, exist_ok=True)
+            fd = os.open(PORT_CLAIMS_DIR / str(port), os.O_RDONLY | os.O_CREAT, 0o666)
+        except OSError as e:
+            logger.debug("cannot claim port %d: %s", port, e)
+            return True
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            return False
+        _claims[port] = fd
+        return True
+
+
 def free_ports(names: typing.Iterable[str]) -> dict[str, int]:
-    """Pick a distinct free 127.0.0.1 TCP port for each name (the OS chooses; sockets held until all are picked)."""
+    """Pick a distinct free 127.0.0.1 TCP port for each name, claimed for this process (see claim_port).
+
+    The OS chooses each; sockets are held until all are picked, so none is chosen twice. A port this process or
+    another one has claimed before is passed over: no two stacks on one machine are given the same port.
+    """
     sockets = []
     try:
         ports = {}
         for name in names:
-            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            sockets.append(sock)
-            sock.bind((HOST, 0))
-            ports[name] = sock.getsockname()[1]
+            while True:
+                sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                sockets.append(sock)
+                sock.bind((HOST, 0))
+                port = sock.getsockname()[1]
+                with _claims_lock:
+                    ours = port in _claims
+                if not ours and claim_port(port):
+                    break
+                if len(sockets) > 1000:
+                    raise RuntimeError(f"no unclaimed free port found in {len(sockets)} tries")
+            ports[name] = port
         return ports
     finally:
         for sock in sockets:
@@ -198,8 +247,13 @@ class Child:
         return "\n".join(text.splitlines()[-lines:])
 
     def failure(self, reason: str) -> RuntimeError:
-        return RuntimeError(f"Local stack component {self.name!r} {reason}. "
-                            f"Last lines of {self.log_path}:\n{self.log_tail()}")
+        tail = self.log_tail()
+        error = PortInUse if any(m in tail.lower() for m in PORT_IN_USE_MESSAGES) else RuntimeError
+        return error(f"Local stack component {self.name!r} {reason}. Last lines of {self.log_path}:\n{tail}")
+
+
+class PortInUse(RuntimeError):
+    """A component could not listen on one of its ports: another process holds it."""
 
 
 def _signal_group(process: subprocess.Popen, sig: signal.Signals) -> None:
@@ -225,13 +279,18 @@ class LocalStack:
     start_timeout = START_TIMEOUT
     stop_timeout = STOP_TIMEOUT
 
-    def __init__(self, root: pathlib.Path, *, ports: dict[str, int] | None = None, with_api: bool = True,
-                 api_app: str = "dss.app:asgi_app", extra_env: dict[str, str] | None = None):
+    def __init__(self, root: pathlib.Path, *, ports: dict[str, int] | None = None, pick_ports: bool = False,
+                 with_api: bool = True, api_app: str = "dss.app:asgi_app", extra_env: dict[str, str] | None = None):
+        """`ports`: public ports by name (default: from the environment, see default_ports). `pick_ports`: free
+        ones instead, picked by the stack, and picked again if one is taken by the time its server binds it."""
+        if ports and pick_ports:
+            raise ValueError("give ports or pick_ports, not both")
         self.root = pathlib.Path(root).resolve()
         self.with_api = with_api
         self.api_app = api_app
         self.extra_env = dict(extra_env or {})
-        self.ports = {**default_ports(), **(ports or {})}
+        self.pick_ports = pick_ports
+        self.ports = free_ports(PUBLIC_PORTS) if pick_ports else {**default_ports(), **(ports or {})}
         self.ports.update(self._seaweed_internal_ports())
         self.children: list[Child] = []
 
@@ -296,8 +355,8 @@ class LocalStack:
         emails += self._setting("ADMIN_USER_EMAILS", "").split(",")
         return ",".join(dict.fromkeys(e.strip() for e in emails if e.strip()))
 
-    def _seaweed_internal_ports(self) -> dict[str, int]:
-        """Reuse the internal SeaweedFS ports of the previous run on this root when still free.
+    def _seaweed_internal_ports(self, reuse: bool = True) -> dict[str, int]:
+        """Reuse the internal SeaweedFS ports of the previous run on this root when still free (and unclaimed).
 
         The master keeps its state in a directory named after its port (`m<port>`), so stable ports
         avoid a new master directory on every restart.
@@ -307,9 +366,11 @@ class LocalStack:
         def usable(ports: dict[str, int]) -> bool:
             return (ports["weed_admin_grpc"] == ports["weed_admin"] + SEAWEED_GRPC_OFFSET
                     and len(set(ports.values())) == len(ports) and not public & set(ports.values())
-                    and all(map(port_is_free, ports.values())))
+                    and all(map(port_is_free, ports.values())) and all(map(claim_port, ports.values())))
 
         with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+            if not reuse:
+                raise ValueError("not reused")
             saved = json.loads(self._seaweed_ports_file.read_text())
             ports = {name: int(saved[name]) for name in SEAWEED_INTERNAL_PORTS}
             if usable(ports):
@@ -370,9 +431,24 @@ class LocalStack:
         self.stop()
 
     def start(self) -> None:
-        """Start every component, wait until each is ready, create the buckets and write root/env."""
+        """Start every component, wait until each is ready, create the buckets and write root/env.
+
+        A stack that picks its own ports starts again on new ones if a server finds one of them taken."""
         if self.children:
             raise RuntimeError("The local stack is already running")
+        attempt = 1
+        while True:
+            try:
+                return self._start()
+            except PortInUse as e:
+                if not self.pick_ports or attempt >= PORT_ATTEMPTS:
+                    raise
+                attempt += 1
+                logger.warning("%s\nStarting again on other ports (attempt %d of %d)", e, attempt, PORT_ATTEMPTS)
+                self.ports = free_ports(PUBLIC_PORTS)
+                self.ports.update(self._seaweed_internal_ports(reuse=False))
+
+    def _start(self) -> None:
         started = time.monotonic()
         try:
             self._prepare_files()
@@ -565,8 +641,9 @@ class LocalStack:
                 # Some servers (gcp-storage-emulator) keep running when their listener fails to bind.
                 conflict_since = conflict_since or now
                 if now - conflict_since > PORT_CONFLICT_GRACE:
-                    raise child.failure(f"cannot listen on {HOST}:{child.port}: the port is already in use "
-                                        "by another process")
+                    failure = child.failure(f"cannot listen on {HOST}:{child.port}: the port is already in use "
+                                            "by another process")
+                    raise PortInUse(str(failure))
             if now > deadline:
                 raise child.failure(f"was not ready on {self.url(child.name)} within {self.start_timeout:.0f} s")
             time.sleep(POLL_INTERVAL)
