@@ -404,23 +404,40 @@ def dead_letters(*args) -> str:
 @pytest.mark.slow
 def test_poisoned_messages_are_dead_lettered_without_blocking_others(deps, quiet, replicas):
     marker = str(uuidlib.uuid4())
-    queue = deps.bus.queue_url(deps.bus.topology.queue("sync"))
-    # Not JSON; and an event for a blob that exists nowhere (the copy fails every time).
-    missing_blob = compute_checksums_of_bytes(marker.encode()).blob_key()
-    poisoned = [f"not json {marker}", json.dumps(s3_record(quiet["aws"].bucket, missing_blob, 36, ""))]
-    good = put_file_quietly(replicas, "aws", os.urandom(100), version=new_version())
-    for body in poisoned[:1] + [json.dumps(s3_record(quiet["aws"].bucket, good["blob_key"], 100, ""))] + \
-            poisoned[1:] + [json.dumps(s3_record(quiet["aws"].bucket, good["metadata_key"], 100, ""))]:
-        deps.bus.sqs.send_message(QueueUrl=queue, MessageBody=body)
+    sqs, topology = deps.bus.sqs, deps.bus.topology
+    queue, dead_letter_queue = deps.bus.queue_url(topology.queue("sync")), deps.bus.queue_url(
+        topology.dead_letter_queue("sync"))
 
-    gcp = quiet["gcp"]
-    wait_for(lambda: gcp.store.exists(gcp.bucket, good["metadata_key"]), what="the good events to replicate")
+    def dead_lettered() -> int:
+        counts = sqs.get_queue_attributes(QueueUrl=dead_letter_queue, AttributeNames=[
+            "ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"])["Attributes"]
+        return sum(map(int, counts.values()))
+
+    # A failing message goes to the dead-letter queue after the queue's maxReceiveCount receives (5: 1 + 2 + 4 + 8 +
+    # 16 s apart with DSS_BACKOFF_BASE_SECONDS=1); 2 here, so it takes 1 + 2 s. SQS counts, DSS only backs off.
+    policy = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["RedrivePolicy"])["Attributes"]["RedrivePolicy"]
+    sqs.set_queue_attributes(QueueUrl=queue, Attributes={"RedrivePolicy": json.dumps(
+        {**json.loads(policy), "maxReceiveCount": "2"})})
+    try:
+        before = dead_lettered()
+        # Not JSON; and an event for a blob that exists nowhere (the copy fails every time).
+        missing_blob = compute_checksums_of_bytes(marker.encode()).blob_key()
+        poisoned = [f"not json {marker}", json.dumps(s3_record(quiet["aws"].bucket, missing_blob, 36, ""))]
+        good = put_file_quietly(replicas, "aws", os.urandom(100), version=new_version())
+        for body in poisoned[:1] + [json.dumps(s3_record(quiet["aws"].bucket, good["blob_key"], 100, ""))] + \
+                poisoned[1:] + [json.dumps(s3_record(quiet["aws"].bucket, good["metadata_key"], 100, ""))]:
+            sqs.send_message(QueueUrl=queue, MessageBody=body)
+
+        gcp = quiet["gcp"]
+        wait_for(lambda: gcp.store.exists(gcp.bucket, good["metadata_key"]), what="the good events to replicate")
+        wait_for(lambda: dead_lettered() >= before + 2, timeout=60, what="two more dead-lettered messages")
+    finally:
+        sqs.set_queue_attributes(QueueUrl=queue, Attributes={"RedrivePolicy": policy})
 
     def listed() -> str | None:
         out = dead_letters("list")
         return out if marker in out and missing_blob in out else None
-    # 5 receives, 1 + 2 + 4 + 8 + 16 s apart (DSS_BACKOFF_BASE_SECONDS=1 in the test stack), then the DLQ.
-    out = wait_for(listed, timeout=120, interval=5, what="both poisoned messages in the dead-letter queue")
+    out = wait_for(listed, timeout=60, interval=5, what="both poisoned messages in the dead-letter queue")
     assert all(json.loads(line)["queue"] == "sync" for line in out.splitlines() if marker in line)
     time.sleep(6)  # `list` hid them for 5 s
     moved = dead_letters("redrive")
