@@ -370,17 +370,32 @@ def test_a_worker_killed_mid_copy_converges(api, stager, settings, replicas, sta
     key = checksums.blob_key()
     dest = replicas[OTHER[source]]
     log_offset = worker_log(stack).stat().st_size
-    uuid, version = str(uuidlib.uuid4()), new_version()
-    r = api.put_file(uuid, version, stage_large(source, data, settings, stager))
-    assert r.status_code in (201, 202), r.text
-    # The short last part lands first, while the two 64 MiB parts are still on their way: kill the worker then
-    # (once the file is stored on the source, so as not to kill the large-file copy that stores it).
-    wait_for(lambda: finished_parts(dest, key) >= 1 and head_file(api, uuid, source).status_code == 200,
-             timeout=120, interval=0.05, what="a part to be copied")
-    stack.kill("worker")  # SIGKILL
+    # Until the kill, the sync queue and the worker hide a received message for 4 s rather than the stack's 10 s,
+    # so that it comes back that much sooner; the worker that resumes the copy has the stack's settings again.
+    sqs = stack.aws_client("sqs")
+    queue_url = sqs.get_queue_url(QueueName=Topology(settings.stage).queue("sync"))["QueueUrl"]
+    visibility = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["VisibilityTimeout"])["Attributes"]
+    saved_env = dict(stack.extra_env)
+    stack.kill("worker")
     try:
+        sqs.set_queue_attributes(QueueUrl=queue_url, Attributes={"VisibilityTimeout": "4"})
+        stack.extra_env["DSS_QUEUE_VISIBILITY_SECONDS"] = "4"
+        stack.respawn("worker")
+        uuid, version = str(uuidlib.uuid4()), new_version()
+        r = api.put_file(uuid, version, stage_large(source, data, settings, stager))
+        assert r.status_code in (201, 202), r.text
+        # The short last part lands first, while the two 64 MiB parts are still on their way: kill the worker then
+        # (once the file is stored on the source, so as not to kill the large-file copy that stores it).
+        wait_for(lambda: finished_parts(dest, key) >= 1 and head_file(api, uuid, source).status_code == 200,
+                 timeout=120, interval=0.05, what="a part to be copied")
+        stack.kill("worker")  # SIGKILL
         assert not dest.store.exists(dest.bucket, key), "the copy finished before the kill"
     finally:
+        sqs.set_queue_attributes(QueueUrl=queue_url, Attributes=visibility)
+        stack.extra_env.clear()
+        stack.extra_env.update(saved_env)
+        if "worker" in stack.pids():
+            stack.kill("worker")
         stack.respawn("worker")
     # The message comes back after the visibility timeout; the copy resumes from the finished parts.
     check_large_copy(api, replicas, uuid, source, hashlib.sha256(data).hexdigest(), checksums)
