@@ -26,6 +26,8 @@ def stack(tmp_path_factory):
     # 1, 2, 4, 8 s rather than 2, 4, 8, 16 (crash and dead-letter tests wait for them).
     stack = LocalStack(tmp_path_factory.mktemp("stack"), pick_ports=True, with_api=True,
                        extra_env={"DSS_QUEUE_VISIBILITY_SECONDS": "10", "DSS_BACKOFF_BASE_SECONDS": "1"})
+    # Its data is thrown away: a server still busy 3 s after SIGTERM (SeaweedFS, after heavy writes) is killed.
+    stack.stop_timeout = 3.0
     stack.start()
     saved = dict(os.environ)
     os.environ.update(stack.env())
