@@ -64,8 +64,8 @@ PORT_CONFLICT_GRACE = 2.0  # a port held by another process this long means the 
 PORT_ATTEMPTS = 5  # a stack that picks its own ports starts this many times before a taken port is an error
 # What the servers print when they cannot listen on their port.
 PORT_IN_USE_MESSAGES = ("address already in use", "errno 98", "port allocation failed", "in use by another program")
-# Claims on ports, shared by every process on this machine that picks ports here (see free_ports).
-PORT_CLAIMS_DIR = pathlib.Path(tempfile.gettempdir()) / "dss-local-ports"
+# Claims on ports, shared by every process on this machine that picks ports here (see claim_port).
+PORT_CLAIMS_FILE = pathlib.Path(tempfile.gettempdir()) / "dss-local-ports.lock"
 
 # Public ports: name -> (environment variable, default as in /environment).
 PUBLIC_PORTS: dict[str, tuple[str, int]] = {
@@ -134,7 +134,8 @@ def read_env_file(path: pathlib.Path) -> dict[str, str]:
     return values
 
 
-_claims: dict[int, int] = {}  # port -> the locked file descriptor of this process's claim on it
+_claims: set[int] = set()  # ports this process has claimed
+_claims_file: int | None = None  # PORT_CLAIMS_FILE, open (never closed: that would drop every claim) once used
 _claims_lock = threading.Lock()
 
 
@@ -143,24 +144,27 @@ def claim_port(port: int) -> bool:
 
     A free port is free only until some server binds it; between the moment a stack picks its ports and the moment
     its servers listen, another stack (another test worker, another run) could pick the same ones. Claims close
-    that gap: each is an exclusive lock on the file PORT_CLAIMS_DIR/<port>, which the OS releases when the process
-    ends, however it ends. Where the directory cannot be used, a port cannot be claimed but counts as unclaimed.
+    that gap: a claim is an exclusive lock on byte `port` of PORT_CLAIMS_FILE, which the OS releases when the
+    process ends, however it ends. Where the file cannot be used, no port can be claimed but each counts as
+    unclaimed.
     """
+    global _claims_file
     with _claims_lock:
         if port in _claims:
             return True
         try:
-            PORT_CLAIMS_DIR.mkdir(mode=0o777, exist_ok=True)
-            fd = os.open(PORT_CLAIMS_DIR / str(port), os.O_RDONLY | os.O_CREAT, 0o666)
+            if _claims_file is None:
+                _claims_file = os.open(PORT_CLAIMS_FILE, os.O_RDWR | os.O_CREAT, 0o666)
+                with contextlib.suppress(OSError):  # other users' stacks claim ports in it too
+                    os.fchmod(_claims_file, 0o666)
         except OSError as e:
-            logger.debug("cannot claim port %d: %s", port, e)
+            logger.debug("cannot claim ports in %s: %s", PORT_CLAIMS_FILE, e)
             return True
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.lockf(_claims_file, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, port)
         except OSError:
-            os.close(fd)
             return False
-        _claims[port] = fd
+        _claims.add(port)
         return True
 
 
