@@ -10,6 +10,7 @@ ROOT=$(pwd)
 PY="$ROOT/.venv/bin/python"
 OVERRIDE=${DSS_ENVIRONMENT_LOCAL:-environment.local}
 TERRAFORM=${TERRAFORM:-terraform}
+BUILD=${DSS_BUILD_DIR:-build}
 
 die() { echo "deploy: $*" >&2; exit 2; }
 
@@ -78,14 +79,14 @@ if [[ $what == infra ]]; then
     exit 0
 fi
 
-mkdir -p build
+mkdir -p "$BUILD"
 terraform_init infra infra
-"$TERRAFORM" -chdir=infra output -json > build/infra-outputs.json
-"$PY" scripts/package_lambdas.py --stage "$DSS_DEPLOYMENT_STAGE" --out build/lambdas --work build/chalice-projects \
-    --infra-outputs build/infra-outputs.json --account-id "$account" --region "$AWS_DEFAULT_REGION"
-for app in build/lambdas/*/; do
+"$TERRAFORM" -chdir=infra output -json > "$BUILD/infra-outputs.json"
+"$PY" scripts/package_lambdas.py --stage "$DSS_DEPLOYMENT_STAGE" --out "$BUILD/lambdas" --work "$BUILD/chalice-projects" \
+    --infra-outputs "$BUILD/infra-outputs.json" --account-id "$account" --region "$AWS_DEFAULT_REGION"
+for app in "$BUILD"/lambdas/*/; do
     app=$(basename "$app")
     echo "deploy: $app"
-    terraform_init "build/lambdas/$app" "lambdas/$app"
-    "$TERRAFORM" -chdir="build/lambdas/$app" apply -input=false "${approve[@]}"
+    terraform_init "$BUILD/lambdas/$app" "lambdas/$app"
+    "$TERRAFORM" -chdir="$BUILD/lambdas/$app" apply -input=false "${approve[@]}"
 done

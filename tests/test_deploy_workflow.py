@@ -37,7 +37,7 @@ def workdir(tmp_path, stack):
 def deploy(what: str, workdir: pathlib.Path, stack, **env) -> subprocess.CompletedProcess:
     environ = {"PATH": os.environ["PATH"], "HOME": str(workdir), "RECORD": str(workdir / "record"),
                "OUTPUTS": str(workdir / "outputs.json"), "TERRAFORM": str(workdir / "terraform"),
-               "DSS_ENVIRONMENT_LOCAL": str(workdir / "environment.local"),
+               "DSS_ENVIRONMENT_LOCAL": str(workdir / "environment.local"), "DSS_BUILD_DIR": str(workdir / "build"),
                # boto3 finds the local stack's STS and its dummy credentials
                **{k: v for k, v in stack.env().items() if k.startswith("AWS_")}, **env}
     return subprocess.run(["bash", "scripts/deploy.sh", what], cwd=ROOT, env=environ, capture_output=True,
@@ -92,6 +92,7 @@ def test_deploy_stops_when_the_infrastructure_is_not_there(workdir, stack):
     assert run.returncode == 2
     assert "package_lambdas: " in run.stderr and "deploy-infra" in run.stderr
     assert [c["args"][1] for c in calls(workdir)] == ["init", "output"]  # nothing was applied
+    assert json.loads((workdir / "build" / "infra-outputs.json").read_text()) == {}
 
 
 def test_gitlab_ci_tests_every_push_and_deploys_dev_from_main():
