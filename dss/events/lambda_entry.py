@@ -12,7 +12,7 @@ import os
 
 from ..cloud_credentials import install_gcp_credentials
 from .bus import Topology
-from .runtime import Deps, backoff_seconds, process
+from .runtime import Deps, process, retry_later
 
 logger = logging.getLogger(__name__)
 
@@ -56,11 +56,9 @@ def sqs_daemon(app, queue: str, batch_size: int):
 
 
 def _back_off(queue: str, record: dict) -> None:
-    receives = int(record.get("attributes", {}).get("ApproximateReceiveCount", 1))
     try:
         bus = deps().bus
-        bus.sqs.change_message_visibility(QueueUrl=bus.queue_url(bus.topology.queue(queue)),
-                                          ReceiptHandle=record["receiptHandle"],
-                                          VisibilityTimeout=backoff_seconds(receives))
+        retry_later(bus.sqs, bus.queue_url(bus.topology.queue(queue)), record["receiptHandle"],
+                    int(record.get("attributes", {}).get("ApproximateReceiveCount", 1)))
     except Exception:  # the message still comes back, after the queue's visibility timeout
         logger.warning("could not shorten the visibility of %s", record.get("messageId"), exc_info=True)

@@ -65,6 +65,12 @@ def backoff_seconds(receive_count: int) -> int:
     return min(BACKOFF_MAX_SECONDS, BACKOFF_BASE_SECONDS * 2 ** max(0, receive_count - 1))
 
 
+def retry_later(sqs, queue_url: str, receipt: str, receive_count: int) -> None:
+    """Make a failed message visible again after the backoff for its receive count, not the queue's long timeout."""
+    sqs.change_message_visibility(QueueUrl=queue_url, ReceiptHandle=receipt,
+                                  VisibilityTimeout=backoff_seconds(receive_count))
+
+
 def process(queue: str, body: str, deps: Deps) -> bool:
     """Handle one message body. True: done (delete it). False: failed (let it come back later)."""
     try:

@@ -12,7 +12,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from .runtime import HANDLERS, Deps, backoff_seconds, process
+from .runtime import HANDLERS, Deps, process, retry_later
 
 logger = logging.getLogger(__name__)
 
@@ -68,9 +68,7 @@ class Worker:
             if done:
                 sqs.delete_message(QueueUrl=url, ReceiptHandle=receipt)
             else:
-                receives = int(message.get("Attributes", {}).get("ApproximateReceiveCount", 1))
-                sqs.change_message_visibility(QueueUrl=url, ReceiptHandle=receipt,
-                                              VisibilityTimeout=backoff_seconds(receives))
+                retry_later(sqs, url, receipt, int(message.get("Attributes", {}).get("ApproximateReceiveCount", 1)))
         except Exception:
             logger.exception("could not settle a message of %s", queue)
         finally:
