@@ -3,9 +3,11 @@ from __future__ import annotations
 
 import hashlib
 import io
+import pathlib
 import time
 import uuid as uuidlib
 
+import pytest
 import requests
 from boto3.s3.transfer import TransferConfig
 
@@ -190,3 +192,15 @@ def downloaded_sha256(api: ApiClient, uuid: str, replica: str, version: str | No
         for chunk in fetched.iter_content(1024 * 1024):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+TOOLS_BIN = pathlib.Path(__file__).resolve().parent.parent / ".tools-venv" / "bin"
+
+
+def tool(name: str) -> pathlib.Path:
+    """A checker of the tools virtualenv (checkov, cfn-lint, statelint); its absence fails the test."""
+    path = TOOLS_BIN / name
+    if not path.exists():
+        pytest.fail(f"{path} is missing: the tools virtualenv is made by `make setup` (requirements-tools.txt)",
+                    pytrace=False)
+    return path

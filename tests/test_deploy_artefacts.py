@@ -13,8 +13,9 @@ import pytest
 
 from dss.lambda_api import gateway_routes
 
+from .helpers import tool
+
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-TOOLS = ROOT / ".tools-venv" / "bin"
 sys.path.insert(0, str(ROOT / "scripts"))
 import package_lambdas  # noqa: E402
 
@@ -49,8 +50,7 @@ def deployment_environ() -> dict:
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
-    if not (TOOLS / "checkov").exists():
-        pytest.fail(f"{TOOLS} is missing: the deployment checks need the tools virtualenv. Create it with `make setup`")
+    tool("checkov")
     root = tmp_path_factory.mktemp("artefacts")
     apps = sorted(package_lambdas.APPS)
     return {fmt: package_lambdas.package(apps, STAGE, fmt, root / fmt, root / "work", deployment_environ(),
@@ -187,7 +187,7 @@ def test_each_role_carries_its_rendered_iam_template(built):
 
 
 def _checkov(directory: pathlib.Path, frameworks: list[str]) -> list[dict]:
-    run = subprocess.run([str(TOOLS / "checkov"), "-d", str(directory), "--framework", *frameworks,
+    run = subprocess.run([str(tool("checkov")), "-d", str(directory), "--framework", *frameworks,
                           "--skip-download", "-o", "json"], capture_output=True, text=True, timeout=300)
     reports = json.loads(run.stdout)
     return reports if isinstance(reports, list) else [reports]
@@ -211,7 +211,7 @@ def test_checkov_finds_no_failed_check_in_the_generated_templates(built):
 
 def test_cfn_lint_passes_on_the_generated_cloudformation(built):
     templates = [str(out / "sam.json") for out in built["cloudformation"].values()]
-    run = subprocess.run([str(TOOLS / "cfn-lint"), *templates], capture_output=True, text=True, timeout=300)
+    run = subprocess.run([str(tool("cfn-lint")), *templates], capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stdout + run.stderr
 
 
@@ -220,7 +220,7 @@ def test_cfn_lint_would_catch_a_broken_template(built, tmp_path):
     function = next(r for r in template["Resources"].values() if r["Type"] == "AWS::Serverless::Function")
     function["Properties"]["Timeout"] = 9000  # beyond Lambda's 900 s
     (tmp_path / "sam.json").write_text(json.dumps(template))
-    run = subprocess.run([str(TOOLS / "cfn-lint"), str(tmp_path / "sam.json")], capture_output=True, text=True,
+    run = subprocess.run([str(tool("cfn-lint")), str(tmp_path / "sam.json")], capture_output=True, text=True,
                          timeout=300)
     assert run.returncode != 0 and "9000" in run.stdout
 

@@ -22,10 +22,11 @@ import pytest
 from dss.events.bus import EVENT_CONSUMERS, Topology
 from dss.events.records import ObjectEvent, gcs_object, object_events
 
+from .helpers import tool
+
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 INFRA = ROOT / "infra"
 IAM = ROOT / "iam"
-TOOLS_BIN = ROOT / ".tools-venv" / "bin"
 RELAY_SOURCE = INFRA / "gcs-event-relay" / "main.py"
 COPY_APP = ROOT / "daemons" / "dss-copy" / "app.py"
 COPY_DEFINITION = ROOT / "daemons" / "dss-copy" / "copy-file.asl.json"
@@ -35,13 +36,6 @@ CONSUMER_TIMEOUTS = {"sync": 900, "index": 300, "notify": 300, "checkout": 900, 
 # A realistic floor: the configuration passes about 360 checks today; far fewer means checkov stopped seeing it.
 MIN_PASSED_CHECKS = 300
 SKIP_COMMENT = re.compile(r"#\s*checkov:skip=([A-Z0-9_]+)(?::(.*))?$")
-
-
-def tool(name: str) -> pathlib.Path:
-    path = TOOLS_BIN / name
-    if not path.exists():
-        pytest.fail(f"{path} is missing: the tools virtualenv is made by `make setup` (requirements-tools.txt)")
-    return path
 
 
 def tools_python(code: str, stdin: str = "") -> object:

@@ -42,14 +42,13 @@ import pytest
 
 from dss.storage import copy_jobs
 
+from .helpers import tool
+
 REPO = Path(__file__).resolve().parents[1]
 DAEMONS = REPO / "daemons"
 DEFINITIONS = sorted(DAEMONS.rglob("*.asl.json"))
 COPY_FILE = DAEMONS / "dss-copy" / "copy-file.asl.json"
 
-TOOLS_VENV = REPO / ".tools-venv"
-CFN_LINT = TOOLS_VENV / "bin" / "cfn-lint"
-STATELINT = TOOLS_VENV / "bin" / "statelint"
 
 REGION, ACCOUNT = "us-east-1", "123456789012"
 PLACEHOLDER = re.compile(r"\$\{(\w+)\}")
@@ -116,12 +115,6 @@ def _template(machine: dict) -> dict:
     }
 
 
-def _require_cfn_lint() -> None:
-    if not CFN_LINT.exists():
-        pytest.fail(f"{_rel(CFN_LINT)} is missing: the ASL checks need the tools virtualenv. Create it with "
-                    f"`make setup` (it installs requirements-tools.txt into {TOOLS_VENV.name}).", pytrace=False)
-
-
 def _broken(mutate: Callable[[dict], None]) -> dict:
     machine = substituted(COPY_FILE)
     mutate(machine)
@@ -180,20 +173,20 @@ def _finish(process: subprocess.Popen, argv: list[str]) -> subprocess.CompletedP
 
 @pytest.fixture(scope="module")
 def cfn_lint(tmp_path_factory) -> LintRuns:
-    _require_cfn_lint()
+    cfn_lint = tool("cfn-lint")
     root = tmp_path_factory.mktemp("cfn-lint")
     started: dict[str, tuple[subprocess.Popen, list[str]]] = {}
     for i, definition in enumerate(DEFINITIONS):
         template = root / f"definition-{i}.json"
         template.write_text(json.dumps(_template(substituted(definition)), indent=1))
-        argv = [str(CFN_LINT), str(template)]
+        argv = [str(cfn_lint), str(template)]
         started[_rel(definition)] = (subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                                       text=True, cwd=root), argv)
     broken_files = {}
     for case, (mutate, _) in CFN_LINT_REJECTS.items():
         broken_files[case] = root / f"broken-{case}.json"
         broken_files[case].write_text(json.dumps(_template(_broken(mutate)), indent=1))
-    broken_argv = [str(CFN_LINT), "--format", "json", *map(str, broken_files.values())]
+    broken_argv = [str(cfn_lint), "--format", "json", *map(str, broken_files.values())]
     broken_process = subprocess.Popen(broken_argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                       cwd=root)
 
@@ -212,7 +205,7 @@ def cfn_lint(tmp_path_factory) -> LintRuns:
 
 
 def test_tools_venv_has_cfn_lint():
-    _require_cfn_lint()
+    tool("cfn-lint")
 
 
 def test_definitions_are_discovered():
@@ -246,12 +239,9 @@ def test_cfn_lint_rejects_broken_definition(cfn_lint, case):
 
 
 def _statelint(machine: dict, tmp_path: Path) -> subprocess.CompletedProcess:
-    if not STATELINT.exists():
-        pytest.fail(f"{_rel(STATELINT)} is missing: the ASL checks need the tools virtualenv. Create it with "
-                    "`make setup`.")
     path = tmp_path / "definition.asl.json"
     path.write_text(json.dumps(machine, indent=1))
-    return subprocess.run([str(STATELINT), str(path)], capture_output=True, text=True, timeout=LINT_TIMEOUT)
+    return subprocess.run([str(tool("statelint")), str(path)], capture_output=True, text=True, timeout=LINT_TIMEOUT)
 
 
 @pytest.mark.parametrize("definition", DEFINITIONS, ids=_rel)
