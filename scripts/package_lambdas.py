@@ -131,13 +131,15 @@ def lambda_environment(environ: dict, infra_outputs: dict) -> dict[str, str]:
     return values
 
 
-def policy_values(env: dict[str, str], account_id: str, region: str) -> dict[str, str]:
-    """The placeholders of the iam/ templates (iam/README.md lists them)."""
+def policy_values(env: dict[str, str], deployment: dict, infra_outputs: dict, account_id: str,
+                  region: str) -> dict[str, str]:
+    """The placeholders of the iam/ templates (iam/README.md lists them); an empty one is refused."""
     stage = env["DSS_DEPLOYMENT_STAGE"]
     es_host = re.sub(r"^https?://", "", env["DSS_ES_ENDPOINT"]).split("/")[0]
     # search-<domain>-<id>.<region>.es.amazonaws.com: the domain name is what IAM resources name.
-    es_domain = re.sub(r"^(search|vpc)-", "", es_host.split(".")[0]).rsplit("-", 1)[0]
-    return {
+    es_domain = output_value(infra_outputs, "es_domain") or re.sub(
+        r"^(search|vpc)-", "", es_host.split(".")[0]).rsplit("-", 1)[0]
+    values = {
         "account_id": account_id, "region": region, "stage": stage,
         "s3_bucket": env["DSS_S3_BUCKET"], "s3_checkout_bucket": env.get("DSS_S3_CHECKOUT_BUCKET", ""),
         "s3_staging_bucket": env.get("DSS_S3_STAGING_BUCKET", ""),
@@ -148,13 +150,13 @@ def policy_values(env: dict[str, str], account_id: str, region: str) -> dict[str
         "es_domain": es_domain, "gcp_credentials_secret": env["DSS_GCP_CREDENTIALS_SECRET"],
         "copy_state_machine_arn": env["DSS_COPY_STATE_MACHINE_ARN"],
         "notification_sender": env.get("DSS_NOTIFICATION_SENDER", ""),
+        "lambda_kms_key_arn": deployment["lambda_kms_key_arn"],
+        "lambda_dead_letter_queue_arn": deployment["lambda_dead_letter_queue_arn"],
     }
-
-
-def check_policy_values(values: dict[str, str]) -> None:
     empty = sorted(k for k, v in values.items() if not v and k != "notification_sender")
     if empty:
         raise PackagingError(f"no value for {', '.join(empty)}: an empty name would render a policy for nothing")
+    return values
 
 
 def render_policy(name: str, values: dict[str, str]) -> dict:
@@ -343,11 +345,7 @@ def package(apps: list[str], stage: str, fmt: str, out: pathlib.Path, work: path
             infra_outputs: dict, account_id: str, region: str) -> dict[str, pathlib.Path]:
     env = lambda_environment({**environ, "DSS_DEPLOYMENT_STAGE": stage}, infra_outputs)
     deployment = deployment_outputs(infra_outputs)
-    values = {**policy_values(env, account_id, region), "lambda_kms_key_arn": deployment["lambda_kms_key_arn"],
-              "lambda_dead_letter_queue_arn": deployment["lambda_dead_letter_queue_arn"]}
-    if output_value(infra_outputs, "es_domain"):
-        values["es_domain"] = output_value(infra_outputs, "es_domain")
-    check_policy_values(values)
+    values = policy_values(env, deployment, infra_outputs, account_id, region)
     built = {}
     for name in apps:
         app = APPS[name]

@@ -171,11 +171,10 @@ def test_api_gateway_serves_exactly_the_spec_routes(built):
 
 
 def test_each_role_carries_its_rendered_iam_template(built):
-    values = {**package_lambdas.policy_values(
-        package_lambdas.lambda_environment({**deployment_environ(), "DSS_DEPLOYMENT_STAGE": STAGE}, INFRA_OUTPUTS),
-        ACCOUNT, REGION), "es_domain": f"dss-{STAGE}",
-        "lambda_kms_key_arn": INFRA_OUTPUTS["lambda_kms_key_arn"]["value"],
-        "lambda_dead_letter_queue_arn": INFRA_OUTPUTS["lambda_dead_letter_queue_arn"]["value"]}
+    env = package_lambdas.lambda_environment({**deployment_environ(), "DSS_DEPLOYMENT_STAGE": STAGE}, INFRA_OUTPUTS)
+    values = package_lambdas.policy_values(env, package_lambdas.deployment_outputs(INFRA_OUTPUTS), INFRA_OUTPUTS,
+                                           ACCOUNT, REGION)
+    assert values["es_domain"] == f"dss-{STAGE}" and values["account_id"] == ACCOUNT
     policies = {json.dumps(package_lambdas.render_policy(name, values), sort_keys=True)
                 for name in ("dss-api", "dss-sync", "dss-index", "dss-notify", "dss-checkout", "dss-copy",
                              "dss-copy-launch")}
