@@ -128,12 +128,13 @@ class ApiLambda:
             finally:
                 loop.close()
 
+        budget = self.budget_seconds(context)
         worker = threading.Thread(target=run, name="dss-api-request", daemon=True)
         worker.start()
-        worker.join(self.budget_seconds(context))
+        worker.join(budget)
         if worker.is_alive():
             logger.error("%s %s still running after %.0f s: answered 503 timed_out", event.get("httpMethod"),
-                         urllib.parse.quote(event.get("path", "")), self.budget_seconds(context))
+                         urllib.parse.quote(event.get("path", "")), budget)
             return timed_out_response()
         if "error" in outcome:
             raise outcome["error"]

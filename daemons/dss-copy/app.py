@@ -19,7 +19,7 @@ import boto3
 from chalice import Chalice
 
 from dss.events import lambda_entry
-from dss.events.runtime import Deps
+from dss.events.lambda_entry import deps
 from dss.storage import copy_jobs
 
 logger = logging.getLogger(__name__)
@@ -29,10 +29,6 @@ app = Chalice(app_name="dss-copy")
 
 # Time kept back from a Lambda's budget, so a batch of part copies stops cleanly and is called again.
 SAFETY_SECONDS = 60
-
-def deps() -> Deps:
-    return lambda_entry.deps()
-
 
 def _step(function, event: dict, **kwargs) -> dict:
     """Run one step; a permanent failure is recorded at once (with its HTTP status), then raised for Catch."""
