@@ -302,6 +302,24 @@ def test_delete_rules(bundles):
     assert_problem(no_reason, 400, "illegal_arguments")
 
 
+def test_writes_need_group_hca(bundles):
+    """A token of another group writes nothing: not a bundle, not a patched version, not a tombstone, even with an
+    administrator's email (the admin list adds to the group; it does not replace it)."""
+    f = bundles.file(b"{}")
+    public = bundles.api.auth(group="public")  # the development email, an administrator
+    uuid, version, r = bundles.put([named(f, "x.json")], auth=public)
+    assert_problem(r, 403, "Forbidden")
+    assert_problem(bundles.get(uuid), 404, "not_found")
+    assert bundles.put([named(f, "x.json")], uuid=uuid, version=version)[2].status_code == 201
+    patch = bundles.api.request("PATCH", f"/v1/bundles/{uuid}", params={"replica": bundles.replica,
+                                "version": version}, auth=public, json={"add_files": [named(f, "y.json")]})
+    assert_problem(patch, 403, "Forbidden")
+    assert_problem(bundles.delete(uuid, auth=public), 403, "Forbidden")
+    assert_problem(bundles.delete(uuid, version=version, auth=public), 403, "Forbidden")
+    shown = bundles.get(uuid).json()["bundle"]
+    assert (shown["version"], [x["name"] for x in shown["files"]]) == (version, ["x.json"])
+
+
 def test_racing_creates_have_one_winner(bundles, request):
     if bundles.replica == "gcp":
         request.applymarker(pytest.mark.xfail(

@@ -5,7 +5,7 @@ import itertools
 
 import flask
 
-from . import assert_writable, context, parse_retry_token, token_info
+from . import assert_writable, caller_email, context, parse_retry_token
 from .checkout import bundle_urls
 from .paging import next_url, paged
 from ..bundle_manifest import api_file, check_unique_names, patched_files
@@ -69,7 +69,7 @@ def patch(uuid: str, replica: str, version: str, body: dict):
 def delete(uuid: str, replica: str, body: dict, version: str | None = None):
     assert_writable()
     ctx = context()
-    email = token_info().get("email")
+    email = caller_email()  # of group hca, as the spec requires; deleting also takes an administrator
     if email not in ctx.settings.admin_emails:
         raise DSSError(403, "Forbidden", "Only administrators may delete bundles.")
     tombstone(ctx.replicas[replica], uuid, version, email=email, reason=body["reason"])
