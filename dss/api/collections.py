@@ -46,9 +46,13 @@ def put(replica: str, uuid: str, version: str, body: dict):
         existing = store.read(rs, uuid, version)
     if existing is None:
         store.verify_links(rs, document["contents"])
+    owners = _owners()
+    # Before any version is written: of users racing for a new uuid, the one whose claim was created owns it.
+    if owners.claim(uuid, email) != email:
+        raise _not_yours(uuid)
     written = store.save(rs, uuid, version, document)
     # After the document, so that a failed registration is repaired by repeating the PUT.
-    _owners().add(email, uuid, version)
+    owners.add(email, uuid, version)
     logger.info("collection %s.%s on %s: %s", uuid, version, replica, "created" if written else "repeat")
     return {"uuid": uuid, "version": version}, 201 if written else 200
 
@@ -99,4 +103,8 @@ def _owners() -> CollectionOwners:
 
 def _check_owner(document: dict, email: str, uuid: str) -> None:
     if document.get("owner") != email:
-        raise DSSError(403, "forbidden", f"Collection {uuid} belongs to another user.")
+        raise _not_yours(uuid)
+
+
+def _not_yours(uuid: str) -> DSSError:
+    return DSSError(403, "forbidden", f"Collection {uuid} belongs to another user.")
