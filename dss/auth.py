@@ -49,8 +49,9 @@ class TokenVerifier:
         email = claims.get(self.settings.email_claim) or claims.get("email")
         if not email:
             raise _unauthorized("Authorization token is missing email claims.")
-        return {**claims, "email": email, "group": claims.get(self.settings.group_claim),
-                "sub": claims.get("sub", email)}
+        group = claims.get(self.settings.group_claim)
+        # connexion hands `scope` to check_groups: the groups, in place of any OAuth scopes the token carries.
+        return {**claims, "email": email, "group": group, "scope": _groups(group), "sub": claims.get("sub", email)}
 
     def _jwks_url(self, issuer: str, claims: dict) -> str:
         if _same_issuer(issuer, self.settings.openid_provider):
@@ -91,11 +92,26 @@ def _discover_jwks_uri(http: requests.Session, issuer: str) -> str:
     return uri
 
 
-def require_group(token_info: dict, groups: set[str], settings: Settings) -> None:
-    group = token_info.get(settings.group_claim, token_info.get("group"))
-    members = set(group) if isinstance(group, list) else {group}
-    if not members & groups:
+def _groups(group) -> list[str]:
+    """The group claim as a list: one group (a string), several (a list), or none."""
+    if isinstance(group, str):
+        return [group]
+    if isinstance(group, list):
+        return [g for g in group if isinstance(g, str)]
+    return []
+
+
+def check_groups(required_scopes, token_groups) -> bool:
+    """connexion's x-scopeValidateFunc: the operation's scopes in the spec are the groups it admits, and the
+    token's `scope` (set by TokenVerifier.verify) its groups; one in common is enough. Runs before validation and
+    the handler, for every secured operation, so no handler checks groups itself."""
+    admitted = set(required_scopes or ())
+    if not admitted:
+        # A secured operation must name its groups; failing closed keeps an omission from opening it to all.
+        logger.error("a secured operation admits no group: refused")
+    if not admitted & set(token_groups if isinstance(token_groups, list) else ()):
         raise DSSError(403, "Forbidden", "User is not authorized to access this resource")
+    return True
 
 
 def verify_token(token: str) -> dict:

@@ -4,11 +4,64 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterable, Iterator
 
+from .checkout_rules import bundle_object_key
 from .errors import DSSError
 from .identifiers import ObjectId, ObjectIdentifierError
 
 BUNDLE_FORMAT = "0.0.1"
 CHECKSUM_FIELDS = ("crc32c", "s3-etag", "sha1", "sha256")
+
+# S3 and GCS both cap an object key at 1024 bytes of UTF-8. A bundle is checked out file by file to
+# `bundles/{uuid}.{version}/{name}`, so a name may take what that prefix leaves: 953 bytes.
+STORE_KEY_LIMIT_BYTES = 1024
+MAX_FILE_NAME_BYTES = STORE_KEY_LIMIT_BYTES - len(
+    bundle_object_key("00000000-0000-0000-0000-000000000000", "2000-01-01T000000.000000Z", ""))
+# A client's download makes a directory tree of the names, and file systems cap a path segment at 255 bytes; so do
+# the local stack's stores (SeaweedFS, gcp-storage-emulator keep objects as files).
+MAX_SEGMENT_BYTES = 255
+_TITLE_NAME_CHARS = 80
+
+
+def file_name_problem(name: str) -> str | None:
+    """Why `name` cannot name a file in a bundle; None if it can.
+
+    A name is a relative path of `/`-separated segments that must also be a key of the checkout (in S3, in GCS, and
+    in a client's directory tree): 1 to MAX_FILE_NAME_BYTES bytes of UTF-8, each segment at most MAX_SEGMENT_BYTES;
+    no control character (U+0000-U+001F, U+007F-U+009F, so no NUL, CR or LF), no backslash; no empty segment (no
+    leading or trailing `/`, no `//`); not `.` or `..`, no `./` or `/.` (so no `.` or `..` segment and no dot-file
+    below a directory), no leading `~/`. The last three are the original's rules; the others keep out names that
+    could be stored but never checked out.
+    """
+    if not name:
+        return "it is empty"
+    try:
+        size = len(name.encode("utf-8"))
+    except UnicodeEncodeError:
+        return "it is not valid Unicode (a lone surrogate)"
+    if size > MAX_FILE_NAME_BYTES:
+        return f"it is {size} bytes of UTF-8, more than {MAX_FILE_NAME_BYTES}"
+    longest = max(len(segment.encode("utf-8")) for segment in name.split("/"))
+    if longest > MAX_SEGMENT_BYTES:
+        return f"a path segment is {longest} bytes of UTF-8, more than {MAX_SEGMENT_BYTES}"
+    control = next((c for c in name if ord(c) < 0x20 or 0x7f <= ord(c) <= 0x9f), None)
+    if control is not None:
+        return f"it contains the control character U+{ord(control):04X}"
+    if "\\" in name:
+        return "it contains a backslash"
+    if "" in name.split("/"):
+        return "it has an empty path segment (a leading or trailing '/', or '//')"
+    if name in (".", "..") or name.startswith("~/") or "./" in name or "/." in name:
+        return "it has a '.' or '..' segment, a dot-file below a directory, or a leading '~/'"
+    return None
+
+
+def check_file_names(files: Iterable[dict]) -> None:
+    """400 `illegal_file_name` for the first entry whose name breaks the rule of file_name_problem."""
+    for entry in files:
+        problem = file_name_problem(entry["name"])
+        if problem:
+            shown = entry["name"][:_TITLE_NAME_CHARS] + ("..." if len(entry["name"]) > _TITLE_NAME_CHARS else "")
+            raise DSSError(400, "illegal_file_name", f"Illegal file name {shown!r} in bundle: {problem}.")
 
 
 def check_unique_names(files: Iterable[dict]) -> None:

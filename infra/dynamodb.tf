@@ -1,6 +1,7 @@
 # The DSS tables, with the key schemas, index and TTL attributes the code creates locally:
 #   async state     dss/storage/async_state.py       hash `key`; TTL `ttl`
-#   collections     dss/storage/collection_owners.py hash `owner`, range `uuid_version`
+#   collections     dss/storage/collection_owners.py hash `owner`, range `uuid_version` (version entries, and
+#                                                    one ownership claim per uuid)
 #   subscriptions   dss/notify/subscriptions.py      hash `owner`, range `uuid`; GSI `uuid-index` on `uuid` (ALL)
 #   notifications   dss/notify/delivery.py           hash `notification_id`; TTL `expires`
 

@@ -76,7 +76,7 @@ class Bench:
         self.settings_env = stack.env()
         self.settings = Settings.from_env(self.settings_env)
         self.replicas = Replicas(self.settings)
-        self.api = stack.env()["DSS_API_URL"].rstrip("/")
+        self.api = stack.env()["DSS_API_URL"]
         self.token = self.mint("bench@example.org")
         self._local = threading.local()
 

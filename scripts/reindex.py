@@ -15,6 +15,7 @@ import argparse
 import itertools
 import json
 import logging
+import os
 import pathlib
 import sys
 import threading
@@ -80,6 +81,7 @@ class Checkpoint:
             if low:
                 state = json.loads(self.path.read_text()) if self.path.exists() else {}
                 state[self.replica] = f"bundles/{low}.~"  # sorts after every key of that uuid
+                self.path.parent.mkdir(parents=True, exist_ok=True)
                 tmp = self.path.with_suffix(".tmp")
                 tmp.write_text(json.dumps(state))
                 tmp.replace(self.path)
@@ -113,12 +115,18 @@ def reindex_replica(deps, replica: str, args) -> tuple[int, int]:
     return bundles, changed
 
 
+def default_state_path() -> pathlib.Path:
+    """In the local stack's directory (never the working directory, which may be a repository's root)."""
+    return pathlib.Path(os.environ.get("DSS_LOCAL_DIR") or ".local") / "reindex-state.json"
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--replica", action="append", choices=["aws", "gcp"], help="default: both")
     parser.add_argument("--prefix", default="", help="only bundle uuids starting with this")
     parser.add_argument("--workers", type=int, default=8)
-    parser.add_argument("--state", type=pathlib.Path, default=pathlib.Path(".reindex-state.json"))
+    parser.add_argument("--state", type=pathlib.Path, default=default_state_path(),
+                        help="checkpoint file (default: reindex-state.json in $DSS_LOCAL_DIR, else in .local)")
     parser.add_argument("--resume", action="store_true", help="continue after the last checkpoint")
     parser.add_argument("--if-empty", action="store_true",
                         help="only rebuild a replica whose index is empty while its bucket holds bundles")

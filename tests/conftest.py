@@ -62,7 +62,7 @@ def in_process(stack):
 
 @pytest.fixture(scope="session")
 def api(stack, settings) -> ApiClient:
-    return ApiClient(stack.env()["DSS_API_URL"].rstrip("/"), stack, settings)
+    return ApiClient(stack.env()["DSS_API_URL"], stack, settings)
 
 
 @pytest.fixture(scope="session")

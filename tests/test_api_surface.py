@@ -32,6 +32,21 @@ def test_spec_and_ui_are_served(api):
     assert api.request("GET", "/version").json()["version_info"]["version"]
 
 
+def test_every_operation_has_one_declared_tag(api):
+    """Swagger UI groups operations by tag: without one, everything lands under "default"."""
+    served = api.request("GET", "/v1/swagger.json").json()
+    declared = {tag["name"]: tag.get("description") for tag in served["tags"]}
+    assert all(declared.values()), declared
+    operations = {(path, method): op.get("tags") for path, ops in served["paths"].items()
+                  for method, op in ops.items() if isinstance(op, dict) and "responses" in op}
+    assert len(operations) == 22
+    untagged = {key: tags for key, tags in operations.items() if not tags or len(tags) != 1 or tags[0] not in declared}
+    assert not untagged
+    assert {tags[0] for tags in operations.values()} == set(declared)  # no tag without an operation
+    assert operations[("/bundles/{uuid}/checkout", "post")] == ["checkout"]
+    assert operations[("/bundles/{uuid}", "put")] == ["bundles"]
+
+
 def test_every_paging_operation_declares_206(api):
     paths = api.request("GET", "/v1/swagger.json").json()["paths"]
     paged = {(p, m) for p, ops in paths.items() for m, op in ops.items()

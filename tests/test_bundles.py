@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import threading
 import time
 import urllib.parse
@@ -117,17 +118,66 @@ def test_missing_file_with_the_default_wait(api):
     assert time.monotonic() - started < 25  # bounded well below API Gateway's 29 s
 
 
-@pytest.mark.parametrize("name", [".", "..", "~/pa2th", "./", "../path", "path/../path", "2path/..", "/path",
-                                  "C:\\", "a/./b"])
+ILLEGAL_NAMES = [".", "..", "~/pa2th", "./", "../path", "path/../path", "2path/..", "/path", "C:\\", "a/./b",
+                 "", "nul\x00.json", "cr\r.json", "lf\n.json", "tab\t.json", "del\x7f", "c1\x85", "path.json2/",
+                 "a//b", "x" * 256, "a/" + "é" * 128, ("s" * 254 + "/") * 3 + "x" * 189, "x" * 10_000]
+
+
+@pytest.mark.parametrize("name", ILLEGAL_NAMES, ids=lambda n: repr(n[:12]) + f"({len(n)})")
 def test_illegal_file_names(bundles, name):
+    """Refused before any lookup: the file need not exist."""
     f = {"uuid": str(uuidlib.uuid4()), "version": new_version(), "indexed": False, "name": name}
-    assert_problem(bundles.put([f])[2], 400, "illegal_arguments")
+    uuid, _, r = bundles.put([f])
+    body = assert_problem(r, 400, "illegal_file_name")
+    assert len(body["title"]) < 300  # a 10,000-character name is not echoed whole
+    assert_problem(bundles.get(uuid), 404, "not_found")
+
+
+def test_patch_may_not_add_illegal_names(bundles):
+    real = bundles.file(b"{}")
+    uuid, version, r = bundles.put([named(real, "ok.json")])
+    assert r.status_code == 201, r.text
+    for name in ILLEGAL_NAMES:
+        patch = bundles.api.request("PATCH", f"/v1/bundles/{uuid}", params={"replica": bundles.replica,
+                                    "version": version}, auth=True, json={"add_files": [named(real, name)]})
+        assert_problem(patch, 400, "illegal_file_name")
+    assert bundles.get(uuid).json()["bundle"]["version"] == version
+
+
+def test_a_name_stored_before_the_rule_can_be_removed(bundles, replicas):
+    """remove_files is not held to the rule: a bundle written before it (here, straight into the store, without
+    write events) can be repaired by a PATCH that removes the entry."""
+    from dss.bundle_manifest import bundle_document
+    from dss.storage.bundles import bundle_key
+
+    from .helpers import quiet_replicas
+    f = bundles.file(b"{}")
+    uuid, version, r = bundles.put([named(f, "ok.json")])
+    legacy = {**r.json()["manifest"]["files"][0], "name": "legacy/"}
+    legacy_version = new_version()
+    rs = quiet_replicas(replicas)[bundles.replica]
+    rs.store.put(rs.bucket, bundle_key(uuid, legacy_version),
+                 json.dumps(bundle_document([legacy], version=legacy_version, creator_uid=1)).encode(),
+                 content_type="application/json")
+    patch = bundles.api.request("PATCH", f"/v1/bundles/{uuid}", params={"replica": bundles.replica,
+                                "version": legacy_version}, auth=True, json={"remove_files": [named(f, "legacy/")]})
+    assert patch.status_code == 200, patch.text
+    assert bundles.get(uuid, version=patch.json()["version"]).json()["bundle"]["files"] == []
+
+
+def test_a_lone_surrogate_is_an_illegal_name(bundles):
+    f = bundles.file(b"{}")
+    body = '{"files": [{"uuid": "%s", "version": "%s", "name": "a\\ud800b", "indexed": false}], "creator_uid": 1}'
+    r = bundles.api.request("PUT", f"/v1/bundles/{uuidlib.uuid4()}", params={"replica": bundles.replica,
+                            "version": new_version()}, auth=True, headers={"Content-Type": "application/json"},
+                            data=body % (f["uuid"], f["version"]))
+    assert_problem(r, 400, "illegal_file_name")
 
 
 def test_legal_odd_file_names(bundles):
     f = bundles.file(b"{}")
-    names = ["path.json2/", "good..path", ".2bashrc", "a/2b/c/22d2", "with space.txt", "ünïcödé.json",
-             "15a5b_qc.bait_bias_summary_metrics.txt"]
+    names = ["good..path", ".2bashrc", "a/2b/c/22d2", "with space.txt", "ünïcödé.json", "x" * 255, "é" * 127,
+             ("s" * 254 + "/") * 3 + "é" * 94, "15a5b_qc.bait_bias_summary_metrics.txt"]
     uuid, _, r = bundles.put([named(f, n) for n in names])
     assert r.status_code == 201, r.text
     assert [x["name"] for x in bundles.get(uuid).json()["bundle"]["files"]] == names
@@ -300,6 +350,24 @@ def test_delete_rules(bundles):
     no_reason = bundles.api.request("DELETE", f"/v1/bundles/{uuid}", params={"replica": bundles.replica},
                                     auth=True, json={})
     assert_problem(no_reason, 400, "illegal_arguments")
+
+
+def test_writes_need_group_hca(bundles):
+    """A token of another group writes nothing: not a bundle, not a patched version, not a tombstone, even with an
+    administrator's email (the admin list adds to the group; it does not replace it)."""
+    f = bundles.file(b"{}")
+    public = bundles.api.auth(group="public")  # the development email, an administrator
+    uuid, version, r = bundles.put([named(f, "x.json")], auth=public)
+    assert_problem(r, 403, "Forbidden")
+    assert_problem(bundles.get(uuid), 404, "not_found")
+    assert bundles.put([named(f, "x.json")], uuid=uuid, version=version)[2].status_code == 201
+    patch = bundles.api.request("PATCH", f"/v1/bundles/{uuid}", params={"replica": bundles.replica,
+                                "version": version}, auth=public, json={"add_files": [named(f, "y.json")]})
+    assert_problem(patch, 403, "Forbidden")
+    assert_problem(bundles.delete(uuid, auth=public), 403, "Forbidden")
+    assert_problem(bundles.delete(uuid, version=version, auth=public), 403, "Forbidden")
+    shown = bundles.get(uuid).json()["bundle"]
+    assert (shown["version"], [x["name"] for x in shown["files"]]) == (version, ["x.json"])
 
 
 def test_racing_creates_have_one_winner(bundles, request):

@@ -237,6 +237,21 @@ def test_bundle_checkout_to_the_checkout_bucket(api, stager, replicas, replica):
         assert rs.store.get(rs.checkout_bucket, f"bundles/{uuid}.{version}/{name}") == data
 
 
+def test_names_at_the_limits_of_the_rule_check_out(api, stager, replicas, replica):
+    """The name rule of PUT /bundles fits the checkout's keys: the longest name (953 bytes), the longest segments
+    (255 bytes, in 1- and 2-byte characters), a deep path and a dot-file at the top all land where they should."""
+    rs = replicas[replica]
+    contents = {("s" * 254 + "/") * 3 + "é" * 94: b"1", "x" * 255: b"2", "d/" + "é" * 127: b"3",
+                "a/2b/c/22d2": b"4", ".2bashrc": b"5", "good..path": b"6"}
+    uuid, version = put_bundle(api, stager, replica, contents)
+    r = api.request("POST", f"/v1/bundles/{uuid}/checkout", params={"replica": replica}, json={})
+    assert r.status_code == 200, r.text
+    status = wait_for_job(api, replica, r.json()["checkout_job_id"])
+    assert status["status"] == "SUCCEEDED", status
+    for name, data in contents.items():
+        assert rs.store.get(rs.checkout_bucket, f"bundles/{uuid}.{version}/{name}") == data
+
+
 def test_bundle_checkout_to_a_user_bucket(api, stager, replicas, replica):
     rs = replicas[replica]
     bucket = f"dss-user-{uuidlib.uuid4().hex[:12]}"

@@ -145,6 +145,76 @@ def test_racing_puts_have_one_winner(api, replica, request):
     assert get_collection(api, uuid, replica).json()["name"] == f"racer {winner}"
 
 
+@pytest.mark.parametrize("same_version", [False, True], ids=["own-versions", "one-version"])
+def test_users_racing_for_a_new_uuid_leave_one_owner(api, replica, same_version):
+    """Users who PUT first versions of one uuid at the same moment: one owns it (201), every other gets 403 and
+    leaves no version and no listing entry behind. Several rounds, since a race may not be lost every time."""
+    racers, rounds = 5, 4
+    run = uuidlib.uuid4().hex[:8]
+    users = [f"racer{i}-{run}@example.org" for i in range(racers)]
+    tokens = [api.auth(email=user) for user in users]
+    for round_ in range(rounds):
+        uuid = _uuid()
+        versions = [f"2020-01-01T{round_:02d}00{0 if same_version else i:02d}.000000Z" for i in range(racers)]
+        barrier = threading.Barrier(racers)
+
+        def race(i):
+            barrier.wait()
+            return put_collection(api, replica, uuid=uuid, version=versions[i], auth=tokens[i], name=users[i])[2]
+
+        with ThreadPoolExecutor(racers) as pool:
+            results = list(pool.map(race, range(racers)))
+        statuses = sorted(r.status_code for r in results)
+        assert statuses == [201] + [403] * (racers - 1), (round_, [r.text[:200] for r in results])
+        winner = next(i for i, r in enumerate(results) if r.status_code == 201)
+        for i, r in enumerate(results):
+            if i != winner:
+                assert_problem(r, 403, "forbidden")
+                assert_problem(get_collection(api, uuid, replica, auth=tokens[i]), 403, "forbidden")
+                if versions[i] != versions[winner]:
+                    assert_problem(get_collection(api, uuid, replica, versions[i], auth=tokens[winner]), 404,
+                                   "not_found")
+        shown = get_collection(api, uuid, replica, auth=tokens[winner])
+        assert (shown.status_code, shown.json()["name"]) == (200, users[winner])
+    # Nobody lost a race and kept a listing entry: the 4 uuids are listed, each once, by its owner alone.
+    listed = [pair for token in tokens for pair in
+              _pairs(list_page(api, token, per_page=500).json()["collections"])]
+    assert len(listed) == rounds and len({uuid for uuid, _ in listed}) == rounds
+
+
+def test_claims_are_create_only(settings):
+    """CollectionOwners.claim against the stack's DynamoDB: 16 racing claimants all read back one of them."""
+    from dss.storage.collection_owners import CollectionOwners
+    owners, uuid = CollectionOwners(settings.collections_table), _uuid()
+    barrier = threading.Barrier(16)
+
+    def claim(i):
+        barrier.wait()
+        return owners.claim(uuid, f"claimant{i}@example.org")
+
+    with ThreadPoolExecutor(16) as pool:
+        seen = set(pool.map(claim, range(16)))
+    assert len(seen) == 1 and seen <= {f"claimant{i}@example.org" for i in range(16)}
+    assert owners.claim(uuid, "late@example.org") == seen.pop()
+
+
+def test_a_collection_from_before_claims_stays_its_owners(api, replicas):
+    """A collection whose first version predates ownership claims (written here straight into the store) keeps
+    its owner: the documents decide, and the owner's next PUT writes the claim."""
+    from dss.collections import collection_document
+    from dss.storage.collections import collection_key
+
+    from .helpers import quiet_replicas
+    uuid, first, owner = _uuid(), "2019-01-01T000000.000000Z", "legacy-owner@example.org"
+    rs = quiet_replicas(replicas)["aws"]
+    body = {"name": "old", "description": "", "details": {}, "contents": []}
+    rs.store.put(rs.bucket, collection_key(uuid, first), json.dumps(collection_document(body, owner)).encode(),
+                 content_type="application/json")
+    assert_problem(put_collection(api, "aws", uuid=uuid, auth=api.auth(email="usurper@example.org"))[2], 403,
+                   "forbidden")
+    assert put_collection(api, "aws", uuid=uuid, auth=api.auth(email=owner))[2].status_code == 201
+
+
 # --- links ---------------------------------------------------------------------------------------------
 
 def test_every_kind_of_link_resolves(api, replica, replicas, json_files):

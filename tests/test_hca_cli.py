@@ -116,7 +116,7 @@ def test_config_points_the_cli_at_the_local_api(hca_shell, stack):
     config = json.loads(pathlib.Path(config_path).read_text())
     spec = json.loads(pathlib.Path(config["swagger_filename"]).read_text())
     assert spec["swagger"] == "2.0" and spec["openapi"] == "3.0.0"
-    assert spec["servers"] == [{"url": stack.env()["DSS_API_URL"].rstrip("/") + "/v1"}]
+    assert spec["servers"] == [{"url": stack.env()["DSS_API_URL"] + "/v1"}]
     token = config["oauth2_token"]
     assert token["token_type"] == "Bearer" and token["expires_at"] > time.time() + 365 * 24 * 3600
     assert "export OAUTHLIB_INSECURE_TRANSPORT=1" in lines

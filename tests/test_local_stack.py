@@ -6,6 +6,7 @@ another stack (or `make run`) on the same machine.
 from __future__ import annotations
 
 import datetime
+import json
 import os
 import pathlib
 import shlex
@@ -154,7 +155,7 @@ def test_children_listen_on_loopback_and_configured_ports_only(stack):
 
 def test_env_values(stack, env):
     assert env["DSS_DEPLOYMENT_STAGE"] == "local"
-    assert env["DSS_API_URL"] == f"http://127.0.0.1:{stack.ports['api']}/"
+    assert env["DSS_API_URL"] == f"http://127.0.0.1:{stack.ports['api']}"  # so that "$DSS_API_URL/v1/..." works
     assert env["OPENID_PROVIDER"] == f"http://127.0.0.1:{stack.ports['issuer']}/"
     assert env["AWS_ENDPOINT_URL_S3"] == f"http://127.0.0.1:{stack.ports['s3']}"
     for service in ("SQS", "SNS", "DYNAMODB", "SECRETS_MANAGER", "SFN", "STS"):
@@ -290,6 +291,36 @@ def test_dev_token_script(stack, env, tmp_path):
     assert "start the local stack first" in failed.stderr
 
 
+def repo_status() -> set[str]:
+    """What `git status` says of the repository: the tests compare it before and after running scripts in it."""
+    out = subprocess.run(["git", "status", "--porcelain", "--untracked-files=all"], cwd=REPO_ROOT,
+                         capture_output=True, text=True, check=True).stdout
+    return set(out.splitlines())
+
+
+def test_reindex_keeps_its_state_in_the_stack_directory(stack, env):
+    """Run from the repository root, as after `source .local/env`: the checkpoint goes to $DSS_LOCAL_DIR."""
+    from dss.bundle_manifest import bundle_document
+    from dss.identifiers import new_version
+    uuid_, version = str(uuid.uuid4()), new_version()
+    s3_client(env).put_object(Bucket=env["DSS_S3_BUCKET"], Key=f"bundles/{uuid_}.{version}",
+                              Body=json.dumps(bundle_document([], version=version, creator_uid=1)).encode())
+    stray = REPO_ROOT / ".reindex-state.json"
+    existed, before = stray.exists(), repo_status()
+    try:
+        result = subprocess.run([sys.executable, str(REPO_ROOT / "scripts" / "reindex.py"), "--replica", "aws",
+                                 "--prefix", uuid_[:8], "--no-progress"], cwd=REPO_ROOT, capture_output=True,
+                                text=True, env={**os.environ, **env}, timeout=300)
+        assert result.returncode == 0, result.stderr
+        assert "aws: 1 bundle uuid(s) walked" in result.stdout
+        assert repo_status() == before
+        state = json.loads((stack.root / "reindex-state.json").read_text())
+        assert state["aws"] > f"bundles/{uuid_}"
+    finally:
+        if stray.exists() and not existed:
+            stray.unlink()  # left by a run that failed this test
+
+
 # --- stacks of their own ---------------------------------------------------------------------------
 
 def test_restart_keeps_data_and_stop_leaves_no_child(tmp_path):
@@ -314,7 +345,7 @@ def test_restart_keeps_data_and_stop_leaves_no_child(tmp_path):
         assert gcs_client(env).bucket(env["DSS_GS_BUCKET"]).blob("kept").download_as_bytes() == b"gcs data"
         assert jwt.get_unverified_header(issuer.mint_token(root, "a@example.org", "hca",
                                                            issuer=env["OPENID_PROVIDER"]))["kid"] == kid
-        assert requests.get(env["DSS_API_URL"] + "v1/swagger.json", timeout=10).status_code == 200
+        assert requests.get(env["DSS_API_URL"] + "/v1/swagger.json", timeout=10).status_code == 200
         assert listening_ports(second.pids()["api"]) == {("127.0.0.1", second.ports["api"])}
         tree = process_tree(second.pids().values())
     assert alive(tree) == []
@@ -343,6 +374,7 @@ def test_cli_runs_and_stops_on_sigterm(tmp_path):
     ports = free_ports(PUBLIC_PORTS)
     env = {**os.environ, **{var: str(ports[name]) for name, (var, _) in PUBLIC_PORTS.items()},
            "PYTHONPATH": str(REPO_ROOT)}
+    before = repo_status()
     cli = subprocess.Popen([sys.executable, "-m", "dss.local.stack", "run", "--no-api", "--root", str(root)],
                            cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
@@ -363,3 +395,4 @@ def test_cli_runs_and_stops_on_sigterm(tmp_path):
     assert cli.returncode == 0, output
     assert "source " in output and str(root / "env") in output
     assert alive(tree) == []
+    assert repo_status() == before  # run from the repository root, it wrote only under its --root

@@ -5,10 +5,10 @@ import itertools
 
 import flask
 
-from . import assert_writable, context, parse_retry_token, token_info
+from . import assert_writable, caller_email, context, parse_retry_token
 from .checkout import bundle_urls
 from .paging import next_url, paged
-from ..bundle_manifest import api_file, check_unique_names, patched_files
+from ..bundle_manifest import api_file, check_file_names, check_unique_names, patched_files
 from ..errors import DSSError
 from ..identifiers import new_version
 from ..storage.bundles import FileLookup, enumerate_live, load_manifest, save_manifest, tombstone
@@ -49,7 +49,8 @@ def get(uuid: str, replica: str, version: str | None = None, directurls: bool = 
 def put(uuid: str, replica: str, version: str, body: dict):
     assert_writable()
     rs = context().replicas[replica]
-    check_unique_names(body["files"])  # before any lookup: a cheap client mistake
+    check_file_names(body["files"])  # before any lookup: cheap client mistakes
+    check_unique_names(body["files"])
     files = _lookup(rs).resolve(body["files"])
     status, document = save_manifest(rs, uuid, version, files, body["creator_uid"])
     return {"version": version, "manifest": document}, status
@@ -58,6 +59,8 @@ def put(uuid: str, replica: str, version: str, body: dict):
 def patch(uuid: str, replica: str, version: str, body: dict):
     assert_writable()
     rs = context().replicas[replica]
+    # Only added names: an entry named before the rule was tightened can still be removed.
+    check_file_names(body.get("add_files") or [])
     manifest = load_manifest(rs, uuid, version)
     added = _lookup(rs).resolve(body.get("add_files") or [])
     files = patched_files(manifest["files"], remove=body.get("remove_files") or [], add=added)
@@ -69,7 +72,7 @@ def patch(uuid: str, replica: str, version: str, body: dict):
 def delete(uuid: str, replica: str, body: dict, version: str | None = None):
     assert_writable()
     ctx = context()
-    email = token_info().get("email")
+    email = caller_email()  # of group hca, as the spec requires; deleting also takes an administrator
     if email not in ctx.settings.admin_emails:
         raise DSSError(403, "Forbidden", "Only administrators may delete bundles.")
     tombstone(ctx.replicas[replica], uuid, version, email=email, reason=body["reason"])

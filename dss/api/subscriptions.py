@@ -12,7 +12,7 @@ import logging
 
 from opensearchpy import NotFoundError, RequestError, TransportError
 
-from . import assert_writable, authorize, context
+from . import assert_writable, caller_email, context
 from ..errors import DSSError
 from ..identifiers import new_version
 from ..notify.matching import search_backend
@@ -21,18 +21,16 @@ from ..notify.subscriptions import (ELASTICSEARCH, JMESPATH, LIMIT, Subscription
 
 logger = logging.getLogger(__name__)
 
-GROUPS = {"hca", "public"}
-
 
 def find(replica: str, subscription_type: str = JMESPATH):
-    owner = authorize(GROUPS)["email"]
+    owner = caller_email()
     subscriptions = _store().of_owner(owner, replica, subscription_type)
     return {"subscriptions": [s.public() for s in subscriptions]}, 200
 
 
 def put(replica: str, body: dict):
     assert_writable()
-    owner = authorize(GROUPS)["email"]
+    owner = caller_email()
     validate(body)
     kind = kind_of(body)
     store = _store()
@@ -47,13 +45,13 @@ def put(replica: str, body: dict):
 
 
 def get(uuid: str, replica: str, subscription_type: str = JMESPATH):
-    owner = authorize(GROUPS)["email"]
+    owner = caller_email()
     return _owned(uuid.lower(), replica, subscription_type, owner).public(), 200
 
 
 def delete(uuid: str, replica: str, subscription_type: str = JMESPATH):
     assert_writable()
-    owner = authorize(GROUPS)["email"]
+    owner = caller_email()
     subscription = _owned(uuid.lower(), replica, subscription_type, owner)
     _store().delete(owner, subscription.uuid)
     logger.info("subscription %s deleted from %s by %s", subscription.uuid, replica, owner)

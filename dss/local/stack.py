@@ -395,7 +395,7 @@ class LocalStack:
             "DSS_DEPLOYMENT_STAGE": STAGE,
             "DSS_LOCAL_DIR": str(self.root),
             "DSS_API_PORT": str(self.ports["api"]),
-            "DSS_API_URL": self.url("api") + "/",
+            "DSS_API_URL": self.url("api"),  # no trailing /: "$DSS_API_URL/v1/..." works
             "AWS_ACCESS_KEY_ID": ACCESS_KEY,
             "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
             "AWS_DEFAULT_REGION": REGION,
@@ -590,7 +590,7 @@ class LocalStack:
         """The local stand-in for the daemon Lambdas: it long-polls the queues and calls the same handlers."""
         env = self.child_env()
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
-        return self._spawn("worker", [sys.executable, "-m", "dss.events.worker"], cwd=REPO_ROOT, env=env)
+        return self._spawn("worker", [sys.executable, "-m", "dss.events.worker"], env=env)
 
     def _wait_worker(self, child: Child) -> None:
         deadline = time.monotonic() + self.start_timeout
@@ -620,10 +620,11 @@ class LocalStack:
 
     def _spawn_api(self) -> Child:
         env = self.child_env()
-        # The API runs from the repository root so `dss` imports; keep any PYTHONPATH given.
+        # `dss` imports from the repository (PYTHONPATH; any given is kept); like every child, the API runs in the
+        # stack's directory, so that nothing it writes lands in the repository.
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
         argv = [sys.executable, "-m", "uvicorn", self.api_app, "--host", HOST, "--port", str(self.ports["api"])]
-        return self._spawn("api", argv, cwd=REPO_ROOT, env=env)
+        return self._spawn("api", argv, env=env)
 
     # --- readiness ---------------------------------------------------------------------------------
 
@@ -874,7 +875,7 @@ def _rebuild_index_if_empty(stack: LocalStack) -> None:
     """osmem-server keeps its index in memory: on a store that already holds bundles, rebuild it, and say so."""
     def rebuild():
         result = subprocess.run([sys.executable, str(REPO_ROOT / "scripts" / "reindex.py"), "--if-empty",
-                                 "--no-progress"], env=stack.child_env(), cwd=REPO_ROOT, capture_output=True,
+                                 "--no-progress"], env=stack.child_env(), cwd=stack.root, capture_output=True,
                                 text=True)
         for line in (result.stdout + result.stderr).splitlines():
             logger.info("search index: %s", line)

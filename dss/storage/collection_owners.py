@@ -1,8 +1,15 @@
-"""Which collection versions each owner has: a DynamoDB table, so that listing never scans the buckets.
+"""Who owns each collection uuid, and which collection versions each owner has: a DynamoDB table, so that
+ownership is decided atomically and listing never scans the buckets.
 
-One item per collection version: hash key `owner` (the email), sort key `uuid_version` (`"{uuid}.{version}"`).
-Items are only ever created (conditionally, never overwritten) and deleted when their collection is deleted.
-The collection documents in the buckets stay the authority on ownership; this table is an index of them.
+Two kinds of item share the table's keys, hash `owner` and sort `uuid_version`:
+- a version entry per collection version: `owner` = the email, `uuid_version` = `"{uuid}.{version}"`; created
+  (conditionally, never overwritten) with the version, deleted when the collection is deleted;
+- a claim per uuid: `owner` = `"collection:{uuid}"`, `uuid_version` = `"owner"`, `email` = its owner. Created
+  once, create-only, before the first version is written, so that of users racing for a new uuid exactly one owns
+  it; kept after a delete, as the uuid cannot be used again. The hash key is never an email (no `@`, and `:` is
+  not allowed unquoted in an address), so claims never show up in an owner's listing.
+Collections written before claims existed have none: their documents stay the authority, and their owner's next
+PUT writes the claim.
 """
 from __future__ import annotations
 
@@ -16,6 +23,8 @@ logger = logging.getLogger(__name__)
 
 HASH_KEY = "owner"
 SORT_KEY = "uuid_version"
+CLAIM_PREFIX = "collection:"
+CLAIM_SORT_VALUE = "owner"
 BATCH_WRITE_LIMIT = 25  # DynamoDB's maximum per BatchWriteItem
 UNPROCESSED_RETRIES = 8
 
@@ -38,6 +47,20 @@ class CollectionOwners:
                                  ExpressionAttributeNames={"#s": SORT_KEY})
         except self.client.exceptions.ConditionalCheckFailedException:
             pass
+
+    def claim(self, uuid: str, email: str) -> str:
+        """Make `email` the owner of `uuid` unless it has one already; the owner either way. Create-only: of
+        callers racing for a new uuid, exactly one write succeeds, and everyone reads that one's email."""
+        key = self._key(CLAIM_PREFIX + uuid, CLAIM_SORT_VALUE)
+        try:
+            self.client.put_item(TableName=self.table, Item={**key, "email": {"S": email}},
+                                 ConditionExpression="attribute_not_exists(#s)",
+                                 ExpressionAttributeNames={"#s": SORT_KEY})
+            logger.info("collection %s claimed by its first writer", uuid)
+            return email
+        except self.client.exceptions.ConditionalCheckFailedException:
+            pass
+        return self.client.get_item(TableName=self.table, Key=key, ConsistentRead=True)["Item"]["email"]["S"]
 
     def page(self, owner: str, start_at: int, per_page: int) -> tuple[list[tuple[str, str]], bool]:
         """Entries start_at .. start_at+per_page-1 of the owner's (uuid, version) pairs in key order, and whether
