@@ -302,10 +302,7 @@ def test_delete_rules(bundles):
     assert_problem(no_reason, 400, "illegal_arguments")
 
 
-def test_racing_creates_have_one_winner(bundles, request):
-    if bundles.replica == "gcp":
-        request.applymarker(pytest.mark.xfail(
-            strict=False, reason="gcp-storage-emulator ignores ifGenerationMatch=0, so two racers can both win"))
+def test_racing_creates_have_one_winner(bundles):
     f = bundles.file(b"{}")
     uuid, version = str(uuidlib.uuid4()), new_version()
     racers = 8
