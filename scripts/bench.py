@@ -652,9 +652,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--count", type=int, default=300, help="operations per rate measurement")
     parser.add_argument("--concurrency", type=int, default=8, help="client threads against the aws replica")
-    parser.add_argument("--gcp-concurrency", type=int, default=2,
-                        help="client threads against the gcp replica: gcp-storage-emulator serves keep-alive "
-                             "connections one at a time and collapses beyond 2 concurrent clients")
+    parser.add_argument("--gcp-concurrency", type=int, default=8, help="client threads against the gcp replica")
     parser.add_argument("--large-mib", type=int, default=1024, help="size of the large ingest in MiB")
     parser.add_argument("--index-bundles", type=int, default=500, help="bundles indexed for the indexing throughput")
     parser.add_argument("--search-docs", type=int, default=100_000, help="documents searched for the search latency")

@@ -370,10 +370,7 @@ def test_writes_need_group_hca(bundles):
     assert (shown["version"], [x["name"] for x in shown["files"]]) == (version, ["x.json"])
 
 
-def test_racing_creates_have_one_winner(bundles, request):
-    if bundles.replica == "gcp":
-        request.applymarker(pytest.mark.xfail(
-            strict=False, reason="gcp-storage-emulator ignores ifGenerationMatch=0, so two racers can both win"))
+def test_racing_creates_have_one_winner(bundles):
     f = bundles.file(b"{}")
     uuid, version = str(uuidlib.uuid4()), new_version()
     racers = 8

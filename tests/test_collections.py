@@ -125,10 +125,7 @@ def test_versions_are_immutable(api, replica):
     assert get_collection(api, uuid, replica).json()["name"] == "second"
 
 
-def test_racing_puts_have_one_winner(api, replica, request):
-    if replica == "gcp":
-        request.applymarker(pytest.mark.xfail(
-            strict=False, reason="gcp-storage-emulator ignores ifGenerationMatch=0, so two racers can both win"))
+def test_racing_puts_have_one_winner(api, replica):
     uuid, version = _uuid(), new_version()
     racers = 8
     barrier = threading.Barrier(racers)

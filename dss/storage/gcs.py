@@ -22,9 +22,6 @@ logger = logging.getLogger(__name__)
 
 # GCS resumable uploads need chunk sizes in multiples of 256 KiB.
 _CHUNK_QUANTUM = 256 * 1024
-# Our own continuation tokens: a server page token, or "the last key seen" when we cut a page ourselves.
-_SERVER_TOKEN = "p:"
-_AFTER_KEY_TOKEN = "a:"
 # One compose call takes at most 32 sources; more parts are composed in stages.
 MAX_COMPOSE_SOURCES = 32
 # Parts of a multipart write are the temporary objects `{key}.part{N}`; stage results `{key}.part{N}-{M}` hold
@@ -223,22 +220,13 @@ class GCSBlobStore(BlobStore):
                 yield blob
 
     def list_page(self, bucket, prefix, *, token=None, start_after=None, page_size=1000):
-        server_token = None
-        if token and token.startswith(_SERVER_TOKEN):
-            server_token = token[len(_SERVER_TOKEN):]
-        elif token and token.startswith(_AFTER_KEY_TOKEN):
-            start_after = token[len(_AFTER_KEY_TOKEN):]
-        iterator = self.client.list_blobs(bucket, prefix=prefix, max_results=page_size, page_token=server_token,
+        iterator = self.client.list_blobs(bucket, prefix=prefix, max_results=page_size, page_token=token,
                                           start_offset=start_after or None)
         page = next(iterator.pages, None)
         keys = [b.name for b in page] if page is not None else []
-        if start_after:
+        if start_after:  # startOffset includes the key itself
             keys = [k for k in keys if k > start_after]
-        # Servers that ignore maxResults (the emulator) return everything: cut the page here.
-        if len(keys) > page_size:
-            return Page(keys[:page_size], _AFTER_KEY_TOKEN + keys[page_size - 1])
-        next_token = iterator.next_page_token
-        return Page(keys, _SERVER_TOKEN + next_token if next_token else None)
+        return Page(keys, iterator.next_page_token or None)
 
     def delete(self, bucket, key):
         try:
