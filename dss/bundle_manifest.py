@@ -17,7 +17,7 @@ STORE_KEY_LIMIT_BYTES = 1024
 MAX_FILE_NAME_BYTES = STORE_KEY_LIMIT_BYTES - len(
     bundle_object_key("00000000-0000-0000-0000-000000000000", "2000-01-01T000000.000000Z", ""))
 # A client's download makes a directory tree of the names, and file systems cap a path segment at 255 bytes; so do
-# the local stack's stores (SeaweedFS, gcp-storage-emulator keep objects as files).
+# the local stack's stores (SeaweedFS, fake-gcs-server keep objects as files).
 MAX_SEGMENT_BYTES = 255
 _TITLE_NAME_CHARS = 80
 
@@ -65,11 +65,22 @@ def check_file_names(files: Iterable[dict]) -> None:
 
 
 def check_unique_names(files: Iterable[dict]) -> None:
+    """400 `duplicate_filename` for a name given twice, and `illegal_file_name` for a name that is also a directory
+    of another (`d` and `d/e`): no store that keeps objects as files, and no client's download, can hold both."""
     seen: set[str] = set()
+    directories: dict[str, str] = {}  # each directory the names make -> one name below it
     for entry in files:
-        if entry["name"] in seen:
-            raise DSSError(400, "duplicate_filename", f"Duplicate file name in bundle: {entry['name']!r}")
-        seen.add(entry["name"])
+        name = entry["name"]
+        if name in seen:
+            raise DSSError(400, "duplicate_filename", f"Duplicate file name in bundle: {name!r}")
+        seen.add(name)
+        segments = name.split("/")
+        for i in range(1, len(segments)):
+            directories.setdefault("/".join(segments[:i]), name)
+    clash = next((name for name in seen if name in directories), None)
+    if clash is not None:
+        raise DSSError(400, "illegal_file_name", f"Illegal file name {clash[:_TITLE_NAME_CHARS]!r} in bundle: it is "
+                       f"also a directory of {directories[clash][:_TITLE_NAME_CHARS]!r}.")
 
 
 def manifest_entry(requested: dict, file_metadata: dict) -> dict:

@@ -165,6 +165,19 @@ def test_a_name_stored_before_the_rule_can_be_removed(bundles, replicas):
     assert bundles.get(uuid, version=patch.json()["version"]).json()["bundle"]["files"] == []
 
 
+def test_a_name_that_is_also_a_directory_is_refused(bundles):
+    """`d` and `d/e` cannot both be checked out (objects kept as files) or downloaded into one directory tree."""
+    f = bundles.file(b"{}")
+    uuid, _, r = bundles.put([named(f, "d"), named(f, "d/e")])
+    assert_problem(r, 400, "illegal_file_name")
+    assert_problem(bundles.get(uuid), 404, "not_found")
+    uuid, version, r = bundles.put([named(f, "d/e")])
+    assert r.status_code == 201, r.text
+    patch = bundles.api.request("PATCH", f"/v1/bundles/{uuid}", params={"replica": bundles.replica,
+                                "version": version}, auth=True, json={"add_files": [named(f, "d")]})
+    assert_problem(patch, 400, "illegal_file_name")
+
+
 def test_a_lone_surrogate_is_an_illegal_name(bundles):
     f = bundles.file(b"{}")
     body = '{"files": [{"uuid": "%s", "version": "%s", "name": "a\\ud800b", "indexed": false}], "creator_uid": 1}'

@@ -647,7 +647,7 @@ class LocalStack:
                     logger.info("%s is ready (%.1f s)", child.name, now - started)
                     return
             elif not port_is_free(child.port):
-                # Some servers (gcp-storage-emulator) keep running when their listener fails to bind.
+                # A server may keep running when its listener fails to bind.
                 conflict_since = conflict_since or now
                 if now - conflict_since > PORT_CONFLICT_GRACE:
                     failure = child.failure(f"cannot listen on {HOST}:{child.port}: the port is already in use "

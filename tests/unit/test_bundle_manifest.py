@@ -25,6 +25,17 @@ def test_unique_names():
     assert e.value.code == "duplicate_filename"
 
 
+@pytest.mark.parametrize("names", [["d", "d/e"], ["a/b/c", "a/b"], ["x/y/z", "q", "x"]])
+def test_a_name_may_not_also_be_a_directory(names):
+    with pytest.raises(DSSError) as e:
+        check_unique_names([{"name": n} for n in names])
+    assert e.value.code == "illegal_file_name" and "also a directory" in e.value.title
+
+
+def test_names_sharing_directories_are_fine():
+    check_unique_names([{"name": n} for n in ["d/e", "d/f", "d/g/h", "de", "d.json", "dx/e"]])
+
+
 def test_patch_removes_exact_triples_then_adds():
     a = {"name": "a", "uuid": U1, "version": V1}
     b = {"name": "b", "uuid": U2, "version": V1}
