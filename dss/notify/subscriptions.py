@@ -57,6 +57,14 @@ class Subscription:
         return self.document.get("es_query")
 
     @property
+    def percolated_query(self):
+        """The query an Elasticsearch subscription matches with: `es_query.query`, as the original's percolator
+        indexed. Any object is accepted as `es_query` (as by the original), and one without `query` (None here)
+        matches nothing."""
+        es_query = self.es_query
+        return es_query.get("query") if isinstance(es_query, dict) else None
+
+    @property
     def jmespath_query(self) -> str | None:
         return self.document.get("jmespath_query")
 
@@ -86,8 +94,6 @@ def validate(body: dict) -> None:
             jmespath.compile(body["jmespath_query"])
         except JMESPathError as e:
             raise DSSError(400, "invalid_jmespath", f"The JMESPath query does not compile: {e}") from e
-    if kind_of(body) == ELASTICSEARCH and not isinstance(body["es_query"].get("query"), dict):
-        raise DSSError(400, "illegal_arguments", "es_query must be a search body with a `query` object.")
 
 
 class SubscriptionStore:
