@@ -177,3 +177,11 @@ def test_405_names_the_allowed_methods(api, method, path, allow):
     r = api.request(method, path, params={"replica": "aws"})
     assert_problem(r, 405, "method_not_allowed")
     assert r.headers["Allow"] == allow
+
+
+def test_every_operation_with_a_body_declares_413_and_415(api):
+    paths = api.request("GET", "/v1/swagger.json").json()["paths"]
+    with_body = [op for ops in paths.values() for op in ops.values()
+                 if any(p.get("in") == "body" for p in op.get("parameters", []))]
+    assert len(with_body) == 9
+    assert all({"413", "415"} <= set(op["responses"]) for op in with_body)
