@@ -86,14 +86,22 @@ def validate(body: dict) -> None:
                            f"Attachment names must not start with an underscore ({name}).")
         try:
             jmespath.compile(definition["expression"])
-        except JMESPathError as e:
+        except _UNCOMPILABLE as e:
             raise DSSError(400, "invalid_attachment_expression",
-                           f"The JMESPath expression of attachment {name} does not compile: {e}") from e
+                           f"The JMESPath expression of attachment {name} does not compile: {_why(e)}") from e
     if kind_of(body) == JMESPATH and body.get("jmespath_query"):  # empty or absent matches every bundle
         try:
             jmespath.compile(body["jmespath_query"])
-        except JMESPathError as e:
-            raise DSSError(400, "invalid_jmespath", f"The JMESPath query does not compile: {e}") from e
+        except _UNCOMPILABLE as e:
+            raise DSSError(400, "invalid_jmespath", f"The JMESPath query does not compile: {_why(e)}") from e
+
+
+# jmespath's parser recurses once per nesting level: a deep enough expression exhausts Python's stack.
+_UNCOMPILABLE = (JMESPathError, RecursionError)
+
+
+def _why(error: Exception) -> str:
+    return "it nests too deep" if isinstance(error, RecursionError) else str(error)
 
 
 class SubscriptionStore:
