@@ -122,6 +122,13 @@ def test_a_body_without_content_type_is_refused(api, stager):
     assert_problem(r, 415, "unsupported_media_type")
 
 
+@pytest.mark.parametrize("source_url", ["s3://Bad_Bucket!/x", "gs://Bad_Bucket!/x", "s3://b/a\x00b", "gs://b/\ud800"])
+def test_a_source_url_no_store_can_name_is_refused(api, source_url):
+    r = api.request("PUT", f"/v1/files/{UUID}", params={"version": VERSION}, auth=True,
+                    json={"source_url": source_url, "creator_uid": 1})
+    assert "source_url names no possible" in assert_problem(r, 400, "illegal_arguments")["title"]
+
+
 def test_a_body_that_is_too_large_is_refused(api):
     r = api.request("POST", "/v1/search", params={"replica": "aws"}, data=b" " * (MAX_BODY_BYTES + 1),
                     headers={"Content-Type": "application/json"})
