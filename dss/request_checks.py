@@ -23,6 +23,7 @@ MAX_BODY_BYTES = 10 * 1024 * 1024
 # Deeper JSON is refused before anything recurses over it (json, jsonschema, the search and DynamoDB clients).
 MAX_JSON_DEPTH = 100
 _CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
 _ROUTING_CONTEXT = "connexion_routing"  # where connexion's router leaves the operation it chose
 
 
@@ -83,21 +84,36 @@ def check_json_body(body: bytes, content_type: str | None) -> None:
         raise _too_deep()
     except ValueError as e:  # JSONDecodeError, and numbers Python will not convert (over 4,300 digits)
         raise DSSError(400, "illegal_arguments", f"The request body is not JSON: {e}")
-    if json_depth(document) > MAX_JSON_DEPTH:
+    if checked_depth(document) > MAX_JSON_DEPTH:
         raise _too_deep()
 
 
-def json_depth(document: Any) -> int:
-    """How deep arrays and objects nest (a scalar is 0), without recursion."""
+def checked_depth(document: Any) -> int:
+    """How deep arrays and objects nest (a scalar is 0), without recursion; raises the 400 for a string (key or
+    value) with a lone surrogate, which JSON can escape (`\\ud800`) but no UTF-8 store or header can hold."""
     deepest, stack = 0, [(document, 1)]
     while stack:
         value, depth = stack.pop()
-        children = value.values() if isinstance(value, dict) else value if isinstance(value, list) else None
-        if children is None:
+        if isinstance(value, str):
+            _check_text(value)
+            continue
+        if isinstance(value, dict):
+            for key in value:
+                _check_text(key)
+            children = value.values()
+        elif isinstance(value, list):
+            children = value
+        else:
             continue
         deepest = max(deepest, depth)
-        stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
+        stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list, str)))
     return deepest
+
+
+def _check_text(text: str) -> None:
+    if _SURROGATE.search(text):
+        raise DSSError(400, "illegal_arguments", "The request body holds a lone UTF-16 surrogate (an escape such as "
+                                                 "\\ud800 that is not half of a pair), which is not Unicode text.")
 
 
 def _operation_id(scope: Scope) -> str | None:
