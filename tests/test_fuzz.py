@@ -16,20 +16,20 @@ import uuid as uuidlib
 import hypothesis
 import pytest
 import schemathesis
+import yaml
 from hypothesis import strategies as st
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (content_type_conformance, response_headers_conformance,
                                                response_schema_conformance, status_code_conformance)
 
-from dss.app import create_app
+from dss.app import SPEC_PATH, create_app
 from dss.identifiers import format_version, new_version
 from dss.notify.subscriptions import KINDS, SubscriptionStore
 
 # Mostly valid versions, so that requests get past validation into the handlers.
 schemathesis.openapi.format("DSS_VERSION", st.one_of(
     st.datetimes().map(format_version), st.sampled_from(["", "ABCD", "2017-06-16T19:36:04.240704Z"])))
-
 
 
 def declared_content_type(ctx, response, case):
@@ -111,9 +111,6 @@ def seeded(api, stager, settings):
 
 
 def served_operations() -> list[tuple[str, str]]:
-    import yaml
-
-    from dss.app import SPEC_PATH
     spec = yaml.safe_load(SPEC_PATH.read_text())
     return [(path, method.upper()) for path, ops in spec["paths"].items() for method in ops
             if method in ("get", "head", "put", "post", "patch", "delete")]
