@@ -55,11 +55,12 @@ class BodyCheck:
         body = await _read_body(receive)
         if body:
             check_json_body(body, headers.get("content-type"))
-        # The length of what was read: connexion looks for a body only where the header announces one, and a
-        # chunked request has none.
+        # What is passed on is the whole body, of a known length: connexion looks for a body only where
+        # Content-Length announces one, and Flask reads none where Transfer-Encoding says chunked.
         scope = dict(scope)
         mutable = MutableHeaders(scope=scope)
         mutable["content-length"] = str(len(body))
+        del mutable["transfer-encoding"]
         await self.app(scope, _replay(body, receive), send)
 
 

@@ -203,3 +203,13 @@ def test_every_operation_with_a_body_declares_413_and_415(api):
                  if any(p.get("in") == "body" for p in op.get("parameters", []))]
     assert len(with_body) == 9
     assert all({"413", "415"} <= set(op["responses"]) for op in with_body)
+
+
+def test_a_chunked_body_is_read(api):
+    """A body sent without Content-Length (chunked) is validated and handled like any other."""
+    chunks = iter([b'{"es_query": ', b'{"query": {"match_all": {}}}}'])
+    r = api.request("POST", "/v1/search", params={"replica": "aws"}, data=chunks,
+                    headers={"Content-Type": "application/json"})
+    assert r.request.headers.get("Transfer-Encoding") == "chunked"
+    assert r.status_code in (200, 206), r.text
+    assert r.json()["es_query"] == {"query": {"match_all": {}}}
