@@ -3,7 +3,8 @@
 Every answer must be as the spec declares it: no 5xx, a declared status code, a declared media type and a body
 that fits the declared schema, and on every error an `application/problem+json` body with the contract's fields.
 Generated requests mostly name objects that do not exist, so each operation that addresses an object is also fuzzed
-with the path (and version) of a real one, made for this module.
+with the path (and version) of a real one, made for this module. Bodies no generator sends (not UTF-8, nested
+10,000 deep, untyped) are sent to every operation that takes a body.
 
 The app is served in-process from the stack's servers, with a short wait for the files of a bundle (each bundle
 PUT or PATCH naming files that do not exist would otherwise wait the default 15 s before its 400).
@@ -110,13 +111,9 @@ def seeded(api, stager, settings):
                 store.delete(subscription.owner, subscription.uuid)
 
 
-def served_operations() -> list[tuple[str, str]]:
-    spec = yaml.safe_load(SPEC_PATH.read_text())
-    return [(path, method.upper()) for path, ops in spec["paths"].items() for method in ops
-            if method in ("get", "head", "put", "post", "patch", "delete")]
-
-
-OPERATIONS = served_operations()
+SPEC = yaml.safe_load(SPEC_PATH.read_text())
+OPERATIONS = [(path, method.upper()) for path, ops in SPEC["paths"].items() for method in ops
+              if method in ("get", "head", "put", "post", "patch", "delete")]
 
 
 def test_every_operation_of_the_served_spec_is_fuzzed(api_schema):
@@ -152,3 +149,46 @@ def test_every_answer_is_as_declared(api_schema, app, api, seeded, settings, pat
             assert response.json()["status"] == response.status_code
 
     check()
+
+
+# --- bodies that are no JSON a handler could take, on every operation that takes a body --------------------------
+
+HOSTILE_BODIES = {
+    "not UTF-8": (b'{"a": "\xff"}', "application/json", 400),
+    "nested 10,000 deep": (b"[" * 10_000 + b"]" * 10_000, "application/json", 400),
+    "lone surrogate": (b'{"\\ud800": 1}', "application/json", 400),
+    "no Content-Type": (b"{}", None, 415),
+    "Latin-1": (b"{}", "application/json; charset=latin-1", 415),
+}
+BODY_OPERATIONS = [(path, method) for path, method in OPERATIONS
+                   if any(p.get("in") == "body" for p in SPEC["paths"][path][method.lower()].get("parameters", []))]
+
+
+def request_for(spec: dict, path: str, method: str) -> tuple[str, dict]:
+    """The URL and query of a request to the operation that passes routing and parameter validation."""
+    operation = spec["paths"][path][method.lower()]
+    uuid, version = "0b4c2d1e-1f2a-4b3c-8d4e-5f6a7b8c9d0e", "2017-06-16T193604.240704Z"
+    query = {}
+    for parameter in operation.get("parameters", []):
+        if "$ref" in parameter:
+            parameter = spec["parameters"][parameter["$ref"].rsplit("/", 1)[-1]]
+        if parameter["in"] == "query" and parameter.get("required"):
+            query[parameter["name"]] = (parameter["enum"][0] if "enum" in parameter
+                                        else version if parameter["name"] == "version" else uuid)
+    url = spec["basePath"] + path.replace("{uuid}", uuid)
+    return url, query
+
+
+@pytest.mark.parametrize("kind", list(HOSTILE_BODIES))
+@pytest.mark.parametrize("path,method", BODY_OPERATIONS, ids=[f"{m} {p}" for p, m in BODY_OPERATIONS])
+def test_a_body_no_handler_could_take_is_refused(app, api, path, method, kind):
+    assert len(BODY_OPERATIONS) == 9
+    client = app.test_client()
+    spec = client.get("/v1/swagger.json").json()
+    data, content_type, status = HOSTILE_BODIES[kind]
+    url, query = request_for(spec, path, method)
+    headers = api.auth(email=FUZZER) | ({"Content-Type": content_type} if content_type else {})
+    r = client.request(method, url, params=query, content=data, headers=headers)
+    assert r.status_code == status, r.text
+    assert r.headers["content-type"].startswith("application/problem+json")
+    assert str(status) in spec["paths"][path][method.lower()]["responses"]
