@@ -23,6 +23,7 @@ class Settings:
     google_credentials: str = ""
     api_domain_name: str = ""
     read_only: bool = False
+    debug: bool = False
     signed_url_ttl: int = 3600
     multipart_threshold: int = 64 * 1024 * 1024
     copy_concurrency: int = 8
@@ -84,6 +85,7 @@ class Settings:
             google_credentials=get("GOOGLE_APPLICATION_CREDENTIALS", ""),
             api_domain_name=get("API_DOMAIN_NAME", ""),
             read_only=bool(env.get("DSS_READ_ONLY_MODE")),
+            debug=env.get("DSS_DEBUG", "").lower() in ("1", "true", "yes"),
             signed_url_ttl=int(get("DSS_SIGNED_URL_TTL_SECONDS", str(defaults.signed_url_ttl))),
             multipart_threshold=int(get("DSS_MULTIPART_THRESHOLD", str(defaults.multipart_threshold))),
             copy_concurrency=int(get("DSS_COPY_CONCURRENCY", str(defaults.copy_concurrency))),

@@ -9,8 +9,13 @@ from .errors import DSSError
 
 FILE_METADATA_FORMAT = "0.0.4"
 STAGING_CHECKSUM_PREFIX = "hca-dss-"
-_SOURCE_URL = re.compile(r"^(?P<scheme>[a-z0-9]+)://(?P<bucket>[^/]+)/(?P<key>.+)$")
+_SOURCE_URL = re.compile(r"(?P<scheme>[a-z0-9]+)://(?P<bucket>[^/]+)/(?P<key>.+)", re.DOTALL)
 SUPPORTED_SCHEMES = ("s3", "gs")
+# What either store can name at all (botocore refuses other bucket names before asking; both stores cap keys at
+# 1024 bytes of UTF-8): anything else cannot be a staging object, and is the client's mistake.
+_BUCKET_NAME = re.compile(r"^[A-Za-z0-9._-]{1,255}$")
+_MAX_KEY_BYTES = 1024
+_CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
 
 
 @dataclass(frozen=True)
@@ -21,11 +26,22 @@ class SourceURL:
 
 
 def parse_source_url(url: str) -> SourceURL:
-    match = _SOURCE_URL.match(url or "")
+    match = _SOURCE_URL.fullmatch(url or "")
     if not match or match["scheme"] not in SUPPORTED_SCHEMES:
         raise DSSError(400, "unknown_source_schema",
                        f"source_url must be s3://bucket/key or gs://bucket/key, not {url!r}")
-    return SourceURL(match["scheme"], match["bucket"], match["key"])
+    bucket, key = match["bucket"], match["key"]
+    if not _BUCKET_NAME.match(bucket):
+        raise DSSError(400, "illegal_arguments", f"source_url names no possible bucket: {bucket!r}")
+    try:
+        key_bytes = len(key.encode("utf-8"))
+    except UnicodeEncodeError:  # a lone surrogate, which JSON can spell and UTF-8 cannot
+        key_bytes = -1
+    if not 0 < key_bytes <= _MAX_KEY_BYTES or _CONTROL_CHARACTERS.search(key):
+        raise DSSError(400, "illegal_arguments",
+                       f"source_url names no possible object: keys are 1 to {_MAX_KEY_BYTES} bytes of UTF-8 "
+                       "without control characters")
+    return SourceURL(match["scheme"], bucket, key)
 
 
 def staging_checksums(user_metadata: dict[str, str]) -> Checksums:

@@ -1,11 +1,14 @@
 """The served spec, the UI, and the routes that later issues build (501 with the standard error body)."""
 from __future__ import annotations
 
+import json
+
 import pytest
 import yaml
 from openapi_spec_validator import validate
 
 from dss.app import SPEC_PATH
+from dss.request_checks import MAX_BODY_BYTES
 
 from .helpers import assert_problem
 
@@ -89,3 +92,139 @@ def test_server_errors_carry_retry_after(in_process):
     assert r.status_code in (500, 502, 503), r.text
     assert r.headers["Retry-After"] == "10"
     assert r.json()["code"] in ("unhandled_exception", "service_unavailable")
+
+
+# --- client input that the handlers and connexion's parsers cannot take: a 4xx, never a 500 ----------------------
+
+def test_a_body_that_is_not_utf8_is_refused(api):
+    r = api.request("POST", "/v1/search", params={"replica": "aws"}, data=b"\xff",
+                    headers={"Content-Type": "application/json"})
+    assert "not UTF-8" in assert_problem(r, 400, "illegal_arguments")["title"]
+
+
+@pytest.mark.parametrize("path,params,auth", [("/v1/search", {"replica": "aws"}, False),
+                                              ("/v1/collections", {"replica": "aws", "uuid": UUID,
+                                                                   "version": VERSION}, True)])
+def test_json_nested_too_deep_is_refused(api, path, params, auth):
+    deep = b'{"es_query": ' + b"[" * 10_000 + b"]" * 10_000 + b"}"
+    r = api.request("POST" if path == "/v1/search" else "PUT", path, params=params, data=deep, auth=auth,
+                    headers={"Content-Type": "application/json"})
+    assert "deeper than" in assert_problem(r, 400, "illegal_arguments")["title"]
+    # Nesting within the limit is JSON like any other: here refused by the schema, not by the depth check.
+    shallow = b'{"es_query": ' + b"[" * 90 + b"]" * 90 + b"}"
+    r = api.request("POST", "/v1/search", params={"replica": "aws"}, data=shallow,
+                    headers={"Content-Type": "application/json"})
+    assert "deeper than" not in assert_problem(r, 400, "illegal_arguments")["title"]
+
+
+def test_a_lone_surrogate_is_refused(api):
+    # Escaped, it is valid JSON text; decoded, it is no Unicode text that a UTF-8 key, header or table could hold.
+    for data in (b'{"es_query": {"term": {"a": "\\ud800"}}}', b'{"es_query": {"\\udfff": {}}}'):
+        r = api.request("POST", "/v1/search", params={"replica": "aws"}, data=data,
+                        headers={"Content-Type": "application/json"})
+        assert "surrogate" in assert_problem(r, 400, "illegal_arguments")["title"]
+    r = api.request("POST", "/v1/search", params={"replica": "aws"}, data=b'{"es_query": {"a": "\\ud83d\\ude00"}}',
+                    headers={"Content-Type": "application/json"})
+    assert r.status_code in (200, 206, 400) and "surrogate" not in r.text  # a pair is one character
+
+
+@pytest.mark.parametrize("data", [b'{"es_query": NaN}', b'{"es_query": {"n": ' + b"9" * 5000 + b"}}",
+                                  b'{"es_query": {}'], ids=["NaN", "5000 digits", "truncated"])
+def test_what_is_not_json_is_refused(api, data):
+    r = api.request("POST", "/v1/search", params={"replica": "aws"}, data=data,
+                    headers={"Content-Type": "application/json"})
+    assert "not JSON" in assert_problem(r, 400, "illegal_arguments")["title"]
+
+
+def test_a_body_without_content_type_is_refused(api, stager):
+    body = json.dumps({"source_url": stager.stage("aws", b"no content type"), "creator_uid": 1}).encode()
+    r = api.request("PUT", f"/v1/files/{UUID}", params={"version": VERSION}, data=body, auth=True)
+    assert "Content-Type" in assert_problem(r, 415, "unsupported_media_type")["title"]
+    # Authentication comes first, as for every other check of the request.
+    assert_problem(api.request("PUT", f"/v1/files/{UUID}", params={"version": VERSION}, data=body), 401,
+                   "OAuthProblem")
+    r = api.request("PUT", f"/v1/files/{UUID}", params={"version": VERSION}, data=body, auth=True,
+                    headers={"Content-Type": "application/json; charset=latin-1"})
+    assert_problem(r, 415, "unsupported_media_type")
+
+
+@pytest.mark.parametrize("source_url", ["s3://Bad_Bucket!/x", "gs://Bad_Bucket!/x", "s3://b/a\x00b"])
+def test_a_source_url_no_store_can_name_is_refused(api, source_url):
+    r = api.request("PUT", f"/v1/files/{UUID}", params={"version": VERSION}, auth=True,
+                    json={"source_url": source_url, "creator_uid": 1})
+    assert "source_url names no possible" in assert_problem(r, 400, "illegal_arguments")["title"]
+
+
+def test_a_body_that_is_too_large_is_refused(api):
+    r = api.request("POST", "/v1/search", params={"replica": "aws"}, data=b" " * (MAX_BODY_BYTES + 1),
+                    headers={"Content-Type": "application/json"})
+    assert_problem(r, 413, "payload_too_large")
+
+
+@pytest.mark.parametrize("method,path", [("DELETE", "/v1/subscriptions/a%0Ab"), ("GET", "/v1/files/a%00b"),
+                                         ("GET", f"/v1/bundles/{UUID}%0A"), ("GET", "/v1/events/%7F")])
+def test_a_control_character_in_the_path_is_refused(api, method, path):
+    assert_problem(api.request(method, path, params={"replica": "aws"}), 400, "illegal_arguments")
+
+
+def test_server_errors_show_no_traceback_unless_debugging(in_process, caplog):
+    # A replica whose bucket does not exist: the store fails with an error no handler expects.
+    hidden = in_process(s3_bucket="no-such-bucket-for-dss").get(f"/v1/bundles/{UUID}", params={"replica": "aws"})
+    body = assert_problem(hidden, 500, "unhandled_exception")
+    assert body["stacktrace"] == "" and "Traceback" not in hidden.text and ".py" not in hidden.text
+    logged = [r for r in caplog.records if r.name == "dss.app" and r.exc_info]
+    assert logged, "the log keeps the traceback"
+    shown = in_process(s3_bucket="no-such-bucket-for-dss", debug=True).get(f"/v1/bundles/{UUID}",
+                                                                           params={"replica": "aws"})
+    assert "Traceback" in assert_problem(shown, 500, "unhandled_exception")["stacktrace"]
+
+
+# --- what the original's clients rely on ---------------------------------------------------------------------------
+
+def test_the_served_spec_names_the_host_it_was_requested_on(api, in_process):
+    served = api.request("GET", "/v1/swagger.json").json()
+    scheme, host = api.base_url.split("://", 1)
+    assert (served["host"], served["schemes"], served["basePath"]) == (host, [scheme], "/v1")
+    # Behind a proxy: the host and scheme the client used, as the proxy reports them.
+    proxied = api.request("GET", "/v1/swagger.json",
+                          headers={"X-Forwarded-Host": "dss.example.org, inner", "X-Forwarded-Proto": "https"}).json()
+    assert (proxied["host"], proxied["schemes"]) == ("dss.example.org", ["https"])
+    assert yaml.safe_load(api.request("GET", "/v1/swagger.yaml").text)["host"] == host
+    # A configured domain wins.
+    configured = in_process(api_domain_name="dss.example.com").get("/v1/swagger.json").json()
+    assert (configured["host"], configured["schemes"]) == ("dss.example.com", ["https"])
+
+
+def test_the_served_spec_declares_problem_json(api):
+    assert "application/problem+json" in api.request("GET", "/v1/swagger.json").json()["produces"]
+
+
+@pytest.mark.parametrize("method,path,allow", [
+    ("PATCH", "/v1/search", "POST"),
+    ("POST", f"/v1/bundles/{UUID}", "DELETE, GET, HEAD, PATCH, PUT"),
+    ("POST", "/v1/bundles/all", "GET, HEAD"),
+    ("DELETE", "/v1/collections", "GET, HEAD, PUT"),
+    ("POST", "/version", "GET, HEAD, OPTIONS"),
+])
+def test_405_names_the_allowed_methods(api, method, path, allow):
+    r = api.request(method, path, params={"replica": "aws"})
+    assert_problem(r, 405, "method_not_allowed")
+    assert r.headers["Allow"] == allow
+
+
+def test_every_operation_with_a_body_declares_413_and_415(api):
+    paths = api.request("GET", "/v1/swagger.json").json()["paths"]
+    with_body = [op for ops in paths.values() for op in ops.values()
+                 if any(p.get("in") == "body" for p in op.get("parameters", []))]
+    assert len(with_body) == 9
+    assert all({"413", "415"} <= set(op["responses"]) for op in with_body)
+
+
+def test_a_chunked_body_is_read(api):
+    """A body sent without Content-Length (chunked) is validated and handled like any other."""
+    chunks = iter([b'{"es_query": ', b'{"query": {"match_all": {}}}}'])
+    r = api.request("POST", "/v1/search", params={"replica": "aws"}, data=chunks,
+                    headers={"Content-Type": "application/json"})
+    assert r.request.headers.get("Transfer-Encoding") == "chunked"
+    assert r.status_code in (200, 206), r.text
+    assert r.json()["es_query"] == {"query": {"match_all": {}}}

@@ -168,6 +168,18 @@ def test_raw_pages_are_capped(submitter):
     assert all("metadata" in x for x in r.json()["results"])
 
 
+def test_every_result_has_a_numeric_score(submitter):
+    """Results are sorted by bundle, not by score; they are scored all the same, as the spec's `number` says (a
+    filter scores 0)."""
+    marker = uuidlib.uuid4().hex
+    f = submitter.file(json.dumps({"marker": marker}).encode())
+    submitter.bundle([("donor_organism_0.json", f, True)])
+    scored = submitter.wait_hits(marker_query(marker), 1).json()["results"][0]["search_score"]
+    assert isinstance(scored, float) and scored > 0
+    filtered = submitter.search({"query": {"bool": {"filter": [marker_query(marker)["query"]]}}}, output_format="raw")
+    assert filtered.json()["results"][0]["search_score"] == 0.0
+
+
 def test_search_errors(submitter, api):
     assert_problem(submitter.search({"query": {"no_such_query_type": {}}}), 400, "elasticsearch_bad_request")
     assert_problem(submitter.search({"query": {"match_all": {}}}, per_page=9), 400, "illegal_arguments")

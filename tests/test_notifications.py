@@ -278,6 +278,27 @@ def test_elasticsearch_notification(receiver, subscribe, make_deps, indexed, rep
     assert payload["subscription_id"] == sub.uuid and "jmespath_query" not in payload
 
 
+def test_queries_the_engine_cannot_match_spoil_no_other(receiver, subscribe, make_deps, indexed, settings):
+    """Any es_query object is stored, as by the original: one without `query` matches nothing, and one whose query
+    the engine rejects (stored before anything was indexed to check it against) matches nothing either; neither
+    keeps the other subscriptions from being notified."""
+    marker = uuidlib.uuid4().hex
+    good = subscribe("aws", callback_url=receiver.url, hmac_secret_key=SECRET, es_query=es_query(marker))
+    subscribe("aws", callback_url=receiver.url, es_query={"bool": {}})
+    store = SubscriptionStore(settings.subscriptions_table)
+    rejected = Subscription.new(f"{uuidlib.uuid4().hex[:12]}@example.org", "aws",
+                                {"callback_url": receiver.url, "es_query": {"query": {"no_such_query": {}}}})
+    store.put(rejected)
+    try:
+        uuid, version, doc = indexed("aws", marker)
+        assert notify_for_event(make_deps(), "aws", "CREATE", uuid, version, doc,
+                                index_doc_id=f"{uuid}.{version}") == 1
+        [got] = receiver.delivered(1)
+        assert got.payload["subscription_id"] == good.uuid
+    finally:
+        store.delete(rejected.owner, rejected.uuid)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("refuse_with", [503, 0], ids=["503", "dropped connection"])
 def test_an_outage_loses_no_notification(receiver, subscribe, make_deps, refuse_with):

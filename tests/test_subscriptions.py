@@ -129,6 +129,9 @@ def test_the_hundred_and_first_subscription_is_refused(subscribers):
     ({"es_query": ES_QUERY, "attachments": {"x": {"type": "jmespath", "expression": "[["}}},
      "invalid_attachment_expression"),
     ({"jmespath_query": "files[?"}, "invalid_jmespath"),
+    ({"jmespath_query": "[" * 3000}, "invalid_jmespath"),
+    ({"attachments": {"x": {"type": "jmespath", "expression": "(" * 3000 + "a" + ")" * 3000}}},
+     "invalid_attachment_expression"),
     ({"attachments": {"x": {"type": "sql", "expression": "files"}}}, "illegal_arguments"),
     ({"attachments": {"x": {"type": "jmespath"}}}, "illegal_arguments"),
     ({"method": "PATCH"}, "illegal_arguments"),
@@ -136,10 +139,22 @@ def test_the_hundred_and_first_subscription_is_refused(subscribers):
     ({"form_fields": {"a": 1}}, "illegal_arguments"),
     ({"callback_url": "ftp://example.org/"}, "illegal_arguments"),
     ({"colour": "blue"}, "illegal_arguments"),
-    ({"es_query": {"match_all": {}}}, "illegal_arguments"),
 ], ids=lambda value: str(value)[:40] if isinstance(value, dict) else value)
 def test_validation(subscribers, extra, code):
     assert_problem(subscribers().put("aws", body(**extra)), 400, code)
+
+
+@pytest.mark.parametrize("es_query", [{"bool": {}}, {"match_all": {}}, {"size": 3}],
+                         ids=lambda q: next(iter(q)))
+def test_any_es_query_object_is_accepted(subscribers, settings, replica, es_query):
+    """As by the original, which indexed `es_query` as a percolator document: one without `query` is stored (and
+    matches nothing); only a `query` the search engine rejects is refused."""
+    SearchBackend(settings).ensure_index(replica, "subscription-tests")  # something a query could run against
+    me = subscribers()
+    r = me.put(replica, body(es_query=es_query))
+    assert r.status_code == 201, r.text
+    got = me.request("GET", r.json()["uuid"], replica, "elasticsearch")
+    assert got.status_code == 200 and got.json()["es_query"] == es_query
 
 
 def test_a_callback_url_is_required(subscribers):

@@ -71,3 +71,10 @@ def parse_retry_token(token: str) -> dict:
     if not isinstance(parsed, dict) or "attempts" not in parsed:
         raise DSSError(400, "illegal_token", "Could not parse the token.")
     return parsed
+
+
+def bodiless_response(status: int, headers: dict[str, str]) -> flask.Response:
+    """A HEAD answer or a redirect: headers only, and so no Content-Type (Flask would say text/html)."""
+    response = flask.Response(status=status, headers=headers)
+    del response.headers["Content-Type"]
+    return response

@@ -7,7 +7,7 @@ import time
 
 import flask
 
-from . import AppContext, assert_writable, context, parse_retry_token
+from . import AppContext, assert_writable, bodiless_response, context, parse_retry_token
 from .paging import next_url
 from ..checkout import api_bus, checkout_bundle, checkout_file, job_status, start_bundle_checkout
 from ..checkout_rules import Pending, RetryToken, bundle_object_key, public_status
@@ -54,7 +54,7 @@ def _token(raw: str | None) -> RetryToken | None:
 def _come_back(pending: Pending, token: RetryToken | None, now: float, **pinned) -> flask.Response:
     """301 to this same URL carrying the job in the token, after the time the job is expected to need."""
     location = next_url(token=pending.token(token).encode(), **pinned)
-    return flask.Response(status=301, headers={"Location": location, "Retry-After": str(pending.retry_after(now))})
+    return bodiless_response(301, {"Location": location, "Retry-After": str(pending.retry_after(now))})
 
 
 def file_response(ctx: AppContext, replica: str, document: dict, *, token: str | None, directurl: bool,
@@ -70,7 +70,7 @@ def file_response(ctx: AppContext, replica: str, document: dict, *, token: str |
     else:
         location = rs.store.signed_url(rs.checkout_bucket, key, ttl=ctx.settings.signed_url_ttl,
                                        content_disposition=content_disposition)
-    return flask.Response(status=302, headers={"Location": location, **dss_headers(document)})
+    return bodiless_response(302, {"Location": location, **dss_headers(document)})
 
 
 def bundle_urls(ctx: AppContext, rs: ReplicaStore, uuid: str, manifest: dict, page: list[dict], *,

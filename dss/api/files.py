@@ -1,9 +1,7 @@
 """HEAD, GET and PUT /files/{uuid}."""
 from __future__ import annotations
 
-import flask
-
-from . import assert_writable, context, parse_retry_token
+from . import assert_writable, bodiless_response, context, parse_retry_token
 from .checkout import file_response
 from ..file_metadata import dss_headers
 from ..storage.files import blob_key_of, file_metadata, put_file
@@ -12,7 +10,7 @@ from ..storage.files import blob_key_of, file_metadata, put_file
 def head(uuid: str, replica: str, version: str | None = None):
     ctx = context()
     document = file_metadata(ctx.replicas, replica, uuid, version, ctx.copies)
-    return flask.Response(status=200, headers=dss_headers(document))
+    return bodiless_response(200, dss_headers(document))
 
 
 def get(uuid: str, replica: str, version: str | None = None, token: str | None = None, directurl: bool = False,

@@ -27,7 +27,10 @@ def post(replica: str, body: dict, output_format: str = "summary", per_page: int
     es_query = body["es_query"]
     raw = output_format == "raw"
     per_page = min(per_page, RAW_PER_PAGE) if raw else per_page
-    request = {**es_query, "size": per_page + 1, "sort": SORT, "_source": raw, "track_total_hits": True}
+    # Sorting by anything but the score leaves hits unscored (`_score: null`) unless scores are asked for; a filter
+    # then scores 0.0.
+    request = {**es_query, "size": per_page + 1, "sort": SORT, "_source": raw, "track_total_hits": True,
+               "track_scores": True}
     if search_after:
         request["search_after"] = search_after.split(",", 1)
     backend = _backend(context().settings)

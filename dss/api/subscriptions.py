@@ -36,7 +36,7 @@ def put(replica: str, body: dict):
     store = _store()
     if store.count(owner, replica, kind) >= LIMIT:
         raise DSSError(406, "not_acceptable", f"Users cannot exceed {LIMIT} subscriptions!")
-    if kind == ELASTICSEARCH:
+    if kind == ELASTICSEARCH and "query" in body["es_query"]:
         _check_query(replica, body["es_query"]["query"])
     subscription = Subscription.new(owner, replica, body)
     store.put(subscription)
@@ -70,9 +70,10 @@ def _owned(uuid: str, replica: str, kind: str, owner: str) -> Subscription:
     raise DSSError(404, "not_found", "Cannot find subscription!")
 
 
-def _check_query(replica: str, query: dict) -> None:
+def _check_query(replica: str, query) -> None:
     """Run the query once (no hits returned), so that one the backend rejects is refused now, not at match time.
-    Before any bundle is indexed there is nothing to run it against, and the query is accepted unchecked.
+    Before any bundle is indexed there is nothing to run it against, and the query is accepted unchecked. An
+    `es_query` without `query` is stored as it is, as by the original: it matches nothing.
     """
     backend = search_backend(context().settings)
     try:

@@ -47,9 +47,9 @@ def notify_for_event(deps, replica: str, event_type: str, uuid: str, version: st
     subscriptions = replica_subscriptions(settings.subscriptions_table, settings.subscription_cache_seconds)(replica)
     matched = [s for s in subscriptions if s.kind == JMESPATH and jmespath_matches(s.jmespath_query,
                                                                                     metadata_document)]
-    queried = [s for s in subscriptions if s.kind == ELASTICSEARCH]
+    queried = [s for s in subscriptions if s.kind == ELASTICSEARCH and s.percolated_query is not None]
     if queried and index_doc_id:
-        hits = es_matches(search_backend(settings), replica, index_doc_id, [s.es_query["query"] for s in queried])
+        hits = es_matches(search_backend(settings), replica, index_doc_id, [s.percolated_query for s in queried])
         matched += [s for s, hit in zip(queried, hits) if hit]
     event_timestamp = new_version()
     jobs = [notify_job(s, event_type, uuid, version, metadata_document, event_timestamp, settings.notify_delays)

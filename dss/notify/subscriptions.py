@@ -57,6 +57,14 @@ class Subscription:
         return self.document.get("es_query")
 
     @property
+    def percolated_query(self):
+        """The query an Elasticsearch subscription matches with: `es_query.query`, as the original's percolator
+        indexed. Any object is accepted as `es_query` (as by the original), and one without `query` (None here)
+        matches nothing."""
+        es_query = self.es_query
+        return es_query.get("query") if isinstance(es_query, dict) else None
+
+    @property
     def jmespath_query(self) -> str | None:
         return self.document.get("jmespath_query")
 
@@ -78,16 +86,22 @@ def validate(body: dict) -> None:
                            f"Attachment names must not start with an underscore ({name}).")
         try:
             jmespath.compile(definition["expression"])
-        except JMESPathError as e:
+        except _UNCOMPILABLE as e:
             raise DSSError(400, "invalid_attachment_expression",
-                           f"The JMESPath expression of attachment {name} does not compile: {e}") from e
+                           f"The JMESPath expression of attachment {name} does not compile: {_why(e)}") from e
     if kind_of(body) == JMESPATH and body.get("jmespath_query"):  # empty or absent matches every bundle
         try:
             jmespath.compile(body["jmespath_query"])
-        except JMESPathError as e:
-            raise DSSError(400, "invalid_jmespath", f"The JMESPath query does not compile: {e}") from e
-    if kind_of(body) == ELASTICSEARCH and not isinstance(body["es_query"].get("query"), dict):
-        raise DSSError(400, "illegal_arguments", "es_query must be a search body with a `query` object.")
+        except _UNCOMPILABLE as e:
+            raise DSSError(400, "invalid_jmespath", f"The JMESPath query does not compile: {_why(e)}") from e
+
+
+# jmespath's parser recurses once per nesting level: a deep enough expression exhausts Python's stack.
+_UNCOMPILABLE = (JMESPathError, RecursionError)
+
+
+def _why(error: Exception) -> str:
+    return "it nests too deep" if isinstance(error, RecursionError) else str(error)
 
 
 class SubscriptionStore:

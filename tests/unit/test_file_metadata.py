@@ -22,6 +22,18 @@ def test_unknown_source_schema(url):
     assert (e.value.status, e.value.code) == (400, "unknown_source_schema")
 
 
+@pytest.mark.parametrize("url", ["s3://Bad_Bucket!/x", "gs://b b/x", "s3://" + "b" * 256 + "/x", "s3://b/a\x00b",
+                                 "gs://b/line\nbreak", "s3://b/x\n", "s3://b/" + "k" * 1025, "gs://b/\ud800", "s3://b/\x7f"],
+                         ids=["bucket punctuation", "bucket space", "bucket length", "NUL", "LF", "trailing LF", "key length",
+                              "lone surrogate", "DEL"])
+def test_source_urls_no_store_can_name(url):
+    with pytest.raises(DSSError) as e:
+        parse_source_url(url)
+    assert (e.value.status, e.value.code) == (400, "illegal_arguments")
+    assert parse_source_url("s3://b/" + "é" * 512).key == "é" * 512  # 1,024 bytes
+
+
+
 def test_staging_checksums_lower_case_and_validate():
     upper = {k: v.upper() for k, v in GOOD.items()}
     assert staging_checksums(upper) == compute_checksums_of_bytes(b"abc")

@@ -84,16 +84,22 @@ def test_a_rejected_query_spoils_no_other():
 def test_validation():
     validate({"callback_url": "http://x", "jmespath_query": ""})
     validate({"callback_url": "http://x", "es_query": {"query": {"match_all": {}}}, "jmespath_query": "[["})
+    validate({"callback_url": "http://x", "es_query": {"bool": {}}})  # any object, as the original took
     cases = [({"attachments": {"_x": {"type": "jmespath", "expression": "a"}}}, "invalid_attachment_name"),
              ({"attachments": {"x": {"type": "jmespath", "expression": ""}}}, "invalid_attachment_expression"),
              ({"attachments": {"x": {"type": "jmespath", "expression": "[["}}}, "invalid_attachment_expression"),
-             ({"jmespath_query": "[["}, "invalid_jmespath"),
-             ({"es_query": {"match_all": {}}}, "illegal_arguments")]
+             ({"jmespath_query": "[["}, "invalid_jmespath")]
     for body, code in cases:
         with pytest.raises(DSSError) as e:
             validate({"callback_url": "http://x", **body})
         assert (e.value.status, e.value.code) == (400, code), body
     assert kind_of({"es_query": {}}) == JMESPATH and kind_of({"es_query": {"query": {}}}) == ELASTICSEARCH
+
+
+def test_the_percolated_query_is_es_query_query():
+    assert subscription(es_query={"query": {"match_all": {}}}).percolated_query == {"match_all": {}}
+    assert subscription(es_query={"bool": {}}).percolated_query is None  # stored; matches nothing
+    assert subscription(jmespath_query="a").percolated_query is None
 
 
 class FakeSqs:
