@@ -142,6 +142,7 @@ def test_children_listen_on_loopback_and_configured_ports_only(stack):
         "s3": {stack.ports[name] for name in SEAWEED_PORT_FLAGS},
         "gcs": {stack.ports["gcs"]},
         "moto": {stack.ports["moto"]},
+        "dynamodb": {stack.ports["dynamodb"]},
         "search": {stack.ports["search"]},
         "issuer": {stack.ports["issuer"]},
     }
@@ -157,8 +158,9 @@ def test_env_values(stack, env):
     assert env["DSS_API_URL"] == f"http://127.0.0.1:{stack.ports['api']}/"
     assert env["OPENID_PROVIDER"] == f"http://127.0.0.1:{stack.ports['issuer']}/"
     assert env["AWS_ENDPOINT_URL_S3"] == f"http://127.0.0.1:{stack.ports['s3']}"
-    for service in ("SQS", "SNS", "DYNAMODB", "SECRETS_MANAGER", "SFN", "STS"):
+    for service in ("SQS", "SNS", "SECRETS_MANAGER", "SFN", "STS"):
         assert env[f"AWS_ENDPOINT_URL_{service}"] == f"http://127.0.0.1:{stack.ports['moto']}"
+    assert env["AWS_ENDPOINT_URL_DYNAMODB"] == f"http://127.0.0.1:{stack.ports['dynamodb']}"
     assert (os.environ.get("DSS_LOCAL_DEV_EMAIL") or "dev@example.org") in env["ADMIN_USER_EMAILS"].split(",")
     assert "AWS_PROFILE" not in env
     assert pathlib.Path(env["GOOGLE_APPLICATION_CREDENTIALS"]).is_file()
