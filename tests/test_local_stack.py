@@ -31,6 +31,8 @@ from dss.local import issuer
 from dss.local.stack import (PUBLIC_PORTS, SEAWEED_PORT_FLAGS, LocalStack, claim_port, free_ports,
                              listening_ports)
 
+from .helpers import wait_for
+
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 S3_BUCKET_VARS = ("DSS_S3_BUCKET", "DSS_S3_CHECKOUT_BUCKET", "DSS_S3_STAGING_BUCKET")
 GS_BUCKET_VARS = ("DSS_GS_BUCKET", "DSS_GS_CHECKOUT_BUCKET", "DSS_GS_STAGING_BUCKET")
@@ -320,6 +322,25 @@ def test_restart_keeps_data_and_stop_leaves_no_child(tmp_path):
         assert listening_ports(second.pids()["api"]) == {("127.0.0.1", second.ports["api"])}
         tree = process_tree(second.pids().values())
     assert alive(tree) == []
+
+
+def test_a_crash_looping_worker_is_reported_and_given_up_on_while_the_stack_stays_up(tmp_path):
+    (tmp_path / "fakeapp.py").write_text(FAKE_API)
+    stack = new_stack(tmp_path / "stack", with_api=True, api_app="fakeapp:app",
+                      extra_env={"PYTHONPATH": str(tmp_path)})
+    stack.restart_delay = 0.1  # then 0.2, 0.4, 0.8, 1.6 s
+    with stack:
+        others = {name: pid for name, pid in stack.pids().items() if name != "worker"}
+        stack.extra_env["DSS_QUEUE_VISIBILITY_SECONDS"] = "not a number"  # every new worker dies at start-up
+        os.killpg(stack.pids()["worker"], signal.SIGKILL)
+        reason = wait_for(lambda: stack.given_up.get("worker"), timeout=60, what="the stack to give up")
+        assert f"crashed {stack.crash_loop_limit} times in a row" in reason
+        assert stack.pids() == others and stack.dead_children() == []
+        assert all(psutil.pid_exists(pid) for pid in others.values())
+        log = (stack.logs_dir / "worker.log").read_text()
+        assert log.count("starting: ") == stack.crash_loop_limit + 1 and "ValueError" in log
+        time.sleep(1)
+        assert "worker" not in stack.pids()  # not restarted any more
 
 
 def test_component_that_cannot_start_fails_cleanly(tmp_path):

@@ -300,6 +300,8 @@ class LocalStack:
 
     start_timeout = START_TIMEOUT
     stop_timeout = STOP_TIMEOUT
+    restart_delay = RESTART_DELAY
+    crash_loop_limit = CRASH_LOOP_LIMIT
 
     def __init__(self, root: pathlib.Path, *, ports: dict[str, int] | None = None, pick_ports: bool = False,
                  with_api: bool = True, api_app: str = "dss.app:asgi_app", extra_env: dict[str, str] | None = None,
@@ -573,13 +575,13 @@ class LocalStack:
         crashes = self._quick_crashes[name] = 1 if lived >= STABLE_SECONDS else self._quick_crashes.get(name, 0) + 1
         logger.error("%s (pid %d) exited with code %s after %.0f s. Last lines of %s:\n%s", name, child.process.pid,
                      child.process.returncode, lived, child.log_path, child.log_tail())
-        if crashes > CRASH_LOOP_LIMIT:
+        if crashes > self.crash_loop_limit:
             self.given_up[name] = (f"{name} crashed {crashes - 1} times in a row, each within {STABLE_SECONDS:.0f} s "
                                    f"of its start; see {child.log_path}")
             logger.error("%s is crash-looping: not restarting it. %s. The rest of the stack stays up; restart the "
                          "stack once the cause is fixed.", name, self.given_up[name])
             return
-        delay = min(RESTART_DELAY_MAX, RESTART_DELAY * 2 ** (crashes - 1))
+        delay = min(RESTART_DELAY_MAX, self.restart_delay * 2 ** (crashes - 1))
         logger.warning("restarting %s in %.0f s (restart %d in a row)", name, delay, crashes)
         if self._stopping.wait(delay):
             return
