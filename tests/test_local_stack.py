@@ -334,7 +334,7 @@ def test_a_crash_looping_worker_is_reported_and_given_up_on_while_the_stack_stay
         stack.extra_env["DSS_QUEUE_VISIBILITY_SECONDS"] = "not a number"  # every new worker dies at start-up
         os.killpg(stack.pids()["worker"], signal.SIGKILL)
         reason = wait_for(lambda: stack.given_up.get("worker"), timeout=60, what="the stack to give up")
-        assert f"crashed {stack.crash_loop_limit} times in a row" in reason
+        assert f"restarted {stack.crash_loop_limit} times and died each time" in reason
         assert stack.pids() == others and stack.dead_children() == []
         assert all(psutil.pid_exists(pid) for pid in others.values())
         log = (stack.logs_dir / "worker.log").read_text()

@@ -532,6 +532,17 @@ class LocalStack:
         if self.reconciler is not None and self.reconciler.poll() is None:
             children.insert(0, Child("reconcile", self.reconciler, 0, self.logs_dir / "reconcile.log", 0))
         atexit.unregister(self.stop)
+        self._stop_children(children)
+        if self._supervisor is not None and self._supervisor is not threading.current_thread():
+            self._supervisor.join(self.start_timeout)
+            self._supervisor = None
+            with self._lock:  # one the supervisor was restarting as the others stopped
+                late, self.children = self.children, []
+            self._stop_children(late)
+        if children:
+            logger.info("Local stack stopped")
+
+    def _stop_children(self, children: list[Child]) -> None:
         for child in children:
             _signal_group(child.process, signal.SIGTERM)
         deadline = time.monotonic() + self.stop_timeout
@@ -546,11 +557,6 @@ class LocalStack:
             if _group_alive(child.process.pid):  # helpers that outlived their leader
                 _signal_group(child.process, signal.SIGKILL)
             logger.debug("Stopped %s (exit code %s)", child.name, child.process.returncode)
-        if self._supervisor is not None and self._supervisor is not threading.current_thread():
-            self._supervisor.join(self.start_timeout)
-            self._supervisor = None
-        if children:
-            logger.info("Local stack stopped")
 
     def dead_children(self) -> list[Child]:
         """Children that have exited, but for those the supervisor restarts."""
@@ -576,8 +582,8 @@ class LocalStack:
         logger.error("%s (pid %d) exited with code %s after %.0f s. Last lines of %s:\n%s", name, child.process.pid,
                      child.process.returncode, lived, child.log_path, child.log_tail())
         if crashes > self.crash_loop_limit:
-            self.given_up[name] = (f"{name} crashed {crashes - 1} times in a row, each within {STABLE_SECONDS:.0f} s "
-                                   f"of its start; see {child.log_path}")
+            self.given_up[name] = (f"{name} was restarted {crashes - 1} times and died each time within "
+                                   f"{STABLE_SECONDS:.0f} s of its start; see {child.log_path}")
             logger.error("%s is crash-looping: not restarting it. %s. The rest of the stack stays up; restart the "
                          "stack once the cause is fixed.", name, self.given_up[name])
             return
@@ -595,7 +601,8 @@ class LocalStack:
         logger.info("%s restarted (pid %d)", name, self.pids()[name])
 
     def pids(self) -> dict[str, int]:
-        return {child.name: child.process.pid for child in self.children}
+        with self._lock:
+            return {child.name: child.process.pid for child in self.children}
 
     # --- preparation -------------------------------------------------------------------------------
 
