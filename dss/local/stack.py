@@ -728,6 +728,15 @@ class LocalStack:
                                                cwd=REPO_ROOT, env=env, start_new_session=True)
         logger.info("Started reconcile (pid %d): re-queues lost work; see %s", self.reconciler.pid,
                     self.logs_dir / "reconcile.log")
+        threading.Thread(target=self._await_reconciler, args=(self.reconciler,), name="reconcile",
+                         daemon=True).start()
+
+    def _await_reconciler(self, process: subprocess.Popen) -> None:
+        code = process.wait()  # also reaps it
+        if code == 0:
+            logger.info("reconcile finished: see %s", self.logs_dir / "reconcile.log")
+        elif not self._stopping.is_set():
+            logger.error("reconcile failed with code %s: see %s", code, self.logs_dir / "reconcile.log")
 
     def respawn(self, name: str) -> None:
         """Start a child that kill() took away, and wait until it is ready again."""
