@@ -46,7 +46,8 @@ def enable_ttl(client, name: str, attribute: str) -> None:
     """Let DynamoDB delete expired items. TTL is only clean-up of old records (finished copy jobs, delivered
     notifications): a server without it (dynalite, the local stack's) keeps them, which is logged, not an error."""
     try:
-        client.update_time_to_live(TableName=name, TimeToLiveSpecification={"Enabled": True, "AttributeName": attribute})
+        client.update_time_to_live(TableName=name,
+                                   TimeToLiveSpecification={"Enabled": True, "AttributeName": attribute})
     except client.exceptions.ClientError as e:
         if e.response.get("Error", {}).get("Code") != "UnknownOperationException":
             raise
