@@ -324,12 +324,18 @@ def test_restart_keeps_data_and_stop_leaves_no_child(tmp_path):
     assert alive(tree) == []
 
 
-def test_a_crash_looping_worker_is_reported_and_given_up_on_while_the_stack_stays_up(tmp_path):
+def test_a_dead_api_is_restarted_and_a_crash_looping_worker_given_up_on_while_the_stack_stays_up(tmp_path):
     (tmp_path / "fakeapp.py").write_text(FAKE_API)
     stack = new_stack(tmp_path / "stack", with_api=True, api_app="fakeapp:app",
                       extra_env={"PYTHONPATH": str(tmp_path)})
     stack.restart_delay = 0.1  # then 0.2, 0.4, 0.8, 1.6 s
     with stack:
+        api = stack.pids()["api"]
+        os.killpg(api, signal.SIGKILL)
+        wait_for(lambda: stack.restarts.get("api") == 1, timeout=30, what="the API to be restarted")
+        assert stack.pids()["api"] != api
+        assert requests.get(stack.env()["DSS_API_URL"] + "v1/swagger.json", timeout=10).status_code == 200
+
         others = {name: pid for name, pid in stack.pids().items() if name != "worker"}
         stack.extra_env["DSS_QUEUE_VISIBILITY_SECONDS"] = "not a number"  # every new worker dies at start-up
         os.killpg(stack.pids()["worker"], signal.SIGKILL)
