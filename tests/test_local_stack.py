@@ -334,7 +334,7 @@ def test_a_dead_api_is_restarted_and_a_crash_looping_worker_given_up_on_while_th
         os.killpg(api, signal.SIGKILL)
         wait_for(lambda: stack.restarts.get("api") == 1, timeout=30, what="the API to be restarted")
         assert stack.pids()["api"] != api
-        assert requests.get(stack.env()["DSS_API_URL"] + "v1/swagger.json", timeout=10).status_code == 200
+        assert requests.get(stack.url("api") + "/v1/swagger.json", timeout=10).status_code == 200
 
         others = {name: pid for name, pid in stack.pids().items() if name != "worker"}
         stack.extra_env["DSS_QUEUE_VISIBILITY_SECONDS"] = "not a number"  # every new worker dies at start-up
