@@ -2,6 +2,7 @@
 and the work still queued when it went down is done without anyone running check_replicas.
 
 This module runs stacks of its own on one root (not the session's), and talks to each through its own clients.
+What the stack re-queues on start is described in dss.local.reconcile.
 """
 from __future__ import annotations
 
@@ -120,6 +121,10 @@ def test_a_restarted_stack_keeps_what_was_acknowledged_and_finishes_what_was_que
                  what="everything written before the restart to reach gcp")
         r = api.request("GET", f"/v1/bundles/{bundle}", params={"replica": "gcp", "version": bundle_version})
         assert r.status_code == 200, r.text
+        # The bundle's index event was lost with the queues too: it is indexed and journaled all the same.
+        wait_for(lambda: api.request("GET", f"/v1/events/{bundle}",
+                                     params={"replica": "aws", "version": bundle_version}).status_code == 200,
+                 timeout=60, interval=1, what="the bundle's event in the aws journal")
         assert "reconciliation done" in (second.logs_dir / "reconcile.log").read_text()
     finally:
         second.stop()

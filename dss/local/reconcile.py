@@ -10,6 +10,10 @@ stood for is recorded somewhere that persists, and is queued again from there:
 - replication: every key that one primary bucket holds and the other lacks goes on the sync queue as an operator
   message {source_replica, dest_replica, key}. The two sorted listings are merged page by page, as the replica
   checker walks them, in dependency order (blobs, files, bundles, collections); only listings are read.
+- indexing: each replica's indexer journals every bundle version it handled (events/by-id/ markers, see
+  dss.events.journal), after indexing it and before notifying subscribers. A bundle version without the marker its
+  state calls for (TOMBSTONE when tombstoned, else CREATE) goes on the index queue as its object event: it is
+  indexed, journaled and notified. The two sorted listings are walked one uuid at a time.
 - the search index (osmem-server, in memory) is rebuilt by `make run` when empty: scripts/reindex.py --if-empty.
 
 Everything is streamed (one page of a listing or a scan in memory at a time) and sent in batches of ten, so memory
@@ -17,6 +21,7 @@ stays constant whatever the store holds. A message queued twice is harmless: eve
 """
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import os
@@ -24,7 +29,11 @@ import sys
 import time
 from typing import Iterable, Iterator
 
+from ..bundle_manifest import VersionListing
+from ..events.journal import BY_ID_PREFIX
+from ..events.records import gcs_object, s3_record
 from ..events.runtime import Deps
+from ..identifiers import ObjectId, ObjectIdentifierError
 from ..replica_check import KINDS_IN_DEPENDENCY_ORDER, REPLICAS, key_kind, merge_sorted, other
 from ..storage.async_state import AsyncState
 
@@ -91,6 +100,48 @@ def requeue_missing(deps: Deps) -> int:
     return batcher.sent
 
 
+def _uuid_of_bundle(key: str) -> str | None:
+    try:
+        return ObjectId.from_key(key).uuid
+    except ObjectIdentifierError:
+        return None
+
+
+def _uuid_of_marker(key: str) -> str:
+    return key[len(BY_ID_PREFIX):].split(".", 1)[0]
+
+
+def unjournaled(bundle_keys: Iterable[str], marker_keys: Iterable[str]) -> Iterator[str]:
+    """The bundle version keys whose journal marker is missing, from sorted listings of bundles/ and of
+    events/by-id/: a version needs a TOMBSTONE marker when it is tombstoned, else a CREATE one. Memory: one uuid."""
+    bundles = itertools.groupby(filter(_uuid_of_bundle, bundle_keys), key=_uuid_of_bundle)
+    markers = itertools.groupby(marker_keys, key=_uuid_of_marker)
+    marker_uuid, marker_group = next(markers, (None, iter(())))
+    for uuid, keys in bundles:
+        while marker_uuid is not None and marker_uuid < uuid:
+            marker_uuid, marker_group = next(markers, (None, iter(())))
+        journaled = set(k[len(BY_ID_PREFIX):] for k in marker_group) if marker_uuid == uuid else set()
+        listing = VersionListing.of(uuid, keys)
+        for version in sorted(listing.versions):
+            dead = listing.all_dead or version in listing.dead_versions
+            if f"{uuid}.{version}.{'TOMBSTONE' if dead else 'CREATE'}" not in journaled:
+                yield ObjectId("bundles", uuid, version).to_key()
+
+
+def requeue_unindexed(deps: Deps) -> int:
+    batcher = Batcher(deps, "index")
+    for replica in REPLICAS:
+        rs = deps.replicas[replica]
+        keys = rs.store.list(rs.bucket, "bundles/", page_size=PAGE_SIZE)
+        markers = rs.store.list(rs.bucket, BY_ID_PREFIX, page_size=PAGE_SIZE)
+        for key in unjournaled(keys, markers):
+            # The index handler reads the bundle itself: the event only names it.
+            batcher.add(s3_record(rs.bucket, key, 0, "") if replica == "aws" else gcs_object(rs.bucket, key, 0))
+            logger.info("%s of %s queued for indexing: it was never journaled", key, replica)
+    batcher.flush()
+    return batcher.sent
+
+
 def main() -> int:
     logging.basicConfig(level=os.environ.get("DSS_LOG_LEVEL", "INFO").upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -100,6 +151,8 @@ def main() -> int:
     logger.info("%d unfinished copy job(s) queued again", jobs)
     missing = requeue_missing(deps)
     logger.info("%d key(s) present on one replica only queued for replication", missing)
+    unindexed = requeue_unindexed(deps)
+    logger.info("%d bundle version(s) never journaled queued for indexing", unindexed)
     logger.info("reconciliation done in %.1f s", time.monotonic() - started)
     return 0
 
