@@ -10,6 +10,8 @@ PYTEST_ARGS ?=
 HCA_VENV ?= .hca-venv
 TOOLS_VENV := .tools-venv
 TOOLS_STAMP := $(TOOLS_VENV)/.installed
+# The local stack's Node servers (dynalite), from package-lock.json.
+NODE_STAMP := node_modules/.installed
 
 .PHONY: help setup run test token bench requirements spec-check clean-local hca-cli hca-config deploy-infra deploy
 
@@ -24,7 +26,7 @@ help:
 	@echo "make deploy-infra apply infra/ (Terraform) for the stage of environment.local"
 	@echo "make deploy       package the Lambdas and deploy them (after deploy-infra)"
 
-setup: $(STAMP) $(TOOLS_STAMP)
+setup: $(STAMP) $(TOOLS_STAMP) $(NODE_STAMP)
 
 # The virtualenv is rebuilt whenever a pinned requirements file changes.
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
@@ -34,16 +36,21 @@ $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	$(VENV)/bin/uv pip install --quiet --python $(PY) --no-deps -e .
 	touch $@
 
+# dynalite, the local DynamoDB server that keeps its tables on disk (Node.js and npm: see README).
+$(NODE_STAMP): package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
 # checkov and cfn-lint pin packages differently from the DSS, so they get a virtualenv of their own.
 $(TOOLS_STAMP): requirements-tools.txt $(STAMP)
 	test -x $(TOOLS_VENV)/bin/python || $(PYTHON) -m venv $(TOOLS_VENV)
 	$(VENV)/bin/uv pip install --quiet --python $(TOOLS_VENV)/bin/python -r requirements-tools.txt
 	touch $@
 
-run: $(STAMP)
+run: $(STAMP) $(NODE_STAMP)
 	$(PY) -m dss.local.stack run --root $${DSS_LOCAL_DIR:-.local}
 
-test: $(STAMP) $(TOOLS_STAMP)
+test: $(STAMP) $(TOOLS_STAMP) $(NODE_STAMP)
 	$(PY) -m pytest tests $(PYTEST_ARGS)
 
 token: $(STAMP)

@@ -166,6 +166,18 @@ def stage_in_parts(s3, bucket: str, data: bytes, *, part_size: int) -> str:
     return key
 
 
+def wait_for(predicate, timeout: float = 30, interval: float = 0.2, what: str = "the condition"):
+    """Call `predicate()` until it returns something true, and return that; AssertionError after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(interval)
+
+
 def poll_while_404(head, timeout: float = 60.0, interval: float = 0.2):
     """Call `head()` while it answers 404, as the hca client polls HEAD after a 202; the first other answer."""
     deadline = time.monotonic() + timeout

@@ -32,6 +32,8 @@ from dss.local import issuer
 from dss.local.stack import (PUBLIC_PORTS, SEAWEED_PORT_FLAGS, LocalStack, claim_port, free_ports,
                              listening_ports)
 
+from .helpers import wait_for
+
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 S3_BUCKET_VARS = ("DSS_S3_BUCKET", "DSS_S3_CHECKOUT_BUCKET", "DSS_S3_STAGING_BUCKET")
 GS_BUCKET_VARS = ("DSS_GS_BUCKET", "DSS_GS_CHECKOUT_BUCKET", "DSS_GS_STAGING_BUCKET")
@@ -143,6 +145,7 @@ def test_children_listen_on_loopback_and_configured_ports_only(stack):
         "s3": {stack.ports[name] for name in SEAWEED_PORT_FLAGS},
         "gcs": {stack.ports["gcs"]},
         "moto": {stack.ports["moto"]},
+        "dynamodb": {stack.ports["dynamodb"]},
         "search": {stack.ports["search"]},
         "issuer": {stack.ports["issuer"]},
     }
@@ -158,8 +161,9 @@ def test_env_values(stack, env):
     assert env["DSS_API_URL"] == f"http://127.0.0.1:{stack.ports['api']}"  # so that "$DSS_API_URL/v1/..." works
     assert env["OPENID_PROVIDER"] == f"http://127.0.0.1:{stack.ports['issuer']}/"
     assert env["AWS_ENDPOINT_URL_S3"] == f"http://127.0.0.1:{stack.ports['s3']}"
-    for service in ("SQS", "SNS", "DYNAMODB", "SECRETS_MANAGER", "SFN", "STS"):
+    for service in ("SQS", "SNS", "SECRETS_MANAGER", "SFN", "STS"):
         assert env[f"AWS_ENDPOINT_URL_{service}"] == f"http://127.0.0.1:{stack.ports['moto']}"
+    assert env["AWS_ENDPOINT_URL_DYNAMODB"] == f"http://127.0.0.1:{stack.ports['dynamodb']}"
     assert (os.environ.get("DSS_LOCAL_DEV_EMAIL") or "dev@example.org") in env["ADMIN_USER_EMAILS"].split(",")
     assert "AWS_PROFILE" not in env
     assert pathlib.Path(env["GOOGLE_APPLICATION_CREDENTIALS"]).is_file()
@@ -349,6 +353,31 @@ def test_restart_keeps_data_and_stop_leaves_no_child(tmp_path):
         assert listening_ports(second.pids()["api"]) == {("127.0.0.1", second.ports["api"])}
         tree = process_tree(second.pids().values())
     assert alive(tree) == []
+
+
+def test_a_dead_api_is_restarted_and_a_crash_looping_worker_given_up_on_while_the_stack_stays_up(tmp_path):
+    (tmp_path / "fakeapp.py").write_text(FAKE_API)
+    stack = new_stack(tmp_path / "stack", with_api=True, api_app="fakeapp:app",
+                      extra_env={"PYTHONPATH": str(tmp_path)})
+    stack.restart_delay = 0.1  # then 0.2, 0.4, 0.8, 1.6 s
+    with stack:
+        api = stack.pids()["api"]
+        os.killpg(api, signal.SIGKILL)
+        wait_for(lambda: stack.restarts.get("api") == 1, timeout=30, what="the API to be restarted")
+        assert stack.pids()["api"] != api
+        assert requests.get(stack.url("api") + "/v1/swagger.json", timeout=10).status_code == 200
+
+        others = {name: pid for name, pid in stack.pids().items() if name != "worker"}
+        stack.extra_env["DSS_QUEUE_VISIBILITY_SECONDS"] = "not a number"  # every new worker dies at start-up
+        os.killpg(stack.pids()["worker"], signal.SIGKILL)
+        reason = wait_for(lambda: stack.given_up.get("worker"), timeout=60, what="the stack to give up")
+        assert f"restarted {stack.crash_loop_limit} times and died each time" in reason
+        assert stack.pids() == others and stack.dead_children() == []
+        assert all(psutil.pid_exists(pid) for pid in others.values())
+        log = (stack.logs_dir / "worker.log").read_text()
+        assert log.count("starting: ") == stack.crash_loop_limit + 1 and "ValueError" in log
+        time.sleep(1)
+        assert "worker" not in stack.pids()  # not restarted any more
 
 
 def test_component_that_cannot_start_fails_cleanly(tmp_path):

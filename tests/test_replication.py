@@ -9,6 +9,7 @@ import hashlib
 import json
 import os
 import pathlib
+import signal
 import subprocess
 import sys
 import time
@@ -25,7 +26,8 @@ from dss.events.runtime import Deps, NotReady
 from dss.identifiers import ObjectId, new_version
 from dss.replication import REPLICATED_LINE, handle_message, replicate_object
 
-from .helpers import downloaded_sha256, put_file_quietly, quiet_replicas, stage_in_parts, unfinished_parts
+from .helpers import (downloaded_sha256, put_file_quietly, quiet_replicas, stage_in_parts, unfinished_parts,
+                      wait_for)
 
 MiB = 1024 * 1024
 OTHER = {"aws": "gcp", "gcp": "aws"}
@@ -40,17 +42,6 @@ def deps(settings, replicas) -> Deps:
 @pytest.fixture(scope="module")
 def quiet(replicas):
     return quiet_replicas(replicas)
-
-
-def wait_for(predicate, timeout: float = 30, interval: float = 0.2, what: str = "the condition"):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(interval)
 
 
 def head_file(api, uuid, replica):
@@ -405,6 +396,30 @@ def test_a_worker_killed_mid_copy_converges(api, stager, settings, replicas, sta
     resumed = [line for line in text.splitlines() if f"copying {source}->{OTHER[source]} {key}" in line][-1]
     assert "(0 there already)" not in resumed, resumed
     assert len([m for m in REPLICATED_LINE.finditer(text) if m["key"] == key]) == 1  # copied once
+
+
+@pytest.mark.slow
+def test_a_crashed_worker_is_restarted_by_the_stack_and_pending_replication_converges(api, stager, stack, replicas):
+    """SIGKILL the worker (not through the stack: a crash) while a batch waits in the queues, some of it received
+    by the worker: the stack restarts the worker, the rest of the stack stays up, and the batch reaches gcp."""
+    worker = stack.pids()["worker"]
+    others = {name: pid for name, pid in stack.pids().items() if name != "worker"}
+    os.kill(worker, signal.SIGSTOP)  # frozen, not dead: the batch stays pending, and what it received stays hidden
+    try:
+        files = [put_new_file(api, stager, "aws", os.urandom(1024 + i)) for i in range(16)]
+        bundles = [put_bundle(api, "aws", files[i:i + 4]) for i in range(0, len(files), 4)]
+    finally:
+        os.killpg(worker, signal.SIGKILL)
+    keys = [ObjectId("files", u, v).to_key() for u, v in files] + [ObjectId("bundles", u, v).to_key()
+                                                                     for u, v in bundles]
+    gcp = replicas["gcp"]
+    assert not any(gcp.store.exists(gcp.bucket, key) for key in keys), "the frozen worker replicated"
+    wait_for(lambda: stack.pids().get("worker") not in (None, worker), timeout=30, what="a new worker")
+    wait_for(lambda: all(gcp.store.exists(gcp.bucket, key) for key in keys), timeout=120, interval=1,
+             what="the batch to reach gcp")
+    assert {name: pid for name, pid in stack.pids().items() if name != "worker"} == others
+    assert stack.dead_children() == []
+    assert get_bundle(api, bundles[-1][0], "gcp").status_code == 200
 
 
 # --- failures ------------------------------------------------------------------------------------------------

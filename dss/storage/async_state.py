@@ -17,7 +17,7 @@ import datetime
 import decimal
 import time
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Iterator
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 
@@ -76,6 +76,18 @@ class AsyncState:
     def get(self, key: str) -> dict | None:
         item = self.client.get_item(TableName=self.table, Key=self._key(key), ConsistentRead=True).get("Item")
         return _item(item) if item else None
+
+    def running(self, page_size: int = 1000) -> Iterator[dict]:
+        """Every RUNNING job, scanned a page at a time (the local stack queues them again when it starts)."""
+        kwargs = {"TableName": self.table, "ConsistentRead": True, "Limit": page_size,
+                  "FilterExpression": "#s = :running", "ExpressionAttributeNames": {"#s": "status"},
+                  "ExpressionAttributeValues": self._serialize({":running": RUNNING})}
+        while True:
+            response = self.client.scan(**kwargs)
+            yield from map(_item, response["Items"])
+            if "LastEvaluatedKey" not in response:
+                return
+            kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
 
     def create(self, key: str, task_id: str, fields: dict, *, timeout: int, replacing: str | None = None) -> bool:
         """A new RUNNING job; False if the key is taken (or, with `replacing`, no longer holds that task)."""
