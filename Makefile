@@ -37,7 +37,9 @@ $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	touch $@
 
 # dynalite, the local DynamoDB server that keeps its tables on disk (Node.js and npm: see README).
+# A machine without npm gets Debian's nodejs and npm (as root, which CI is).
 $(NODE_STAMP): package.json package-lock.json
+	command -v npm >/dev/null || { apt-get update -qq && apt-get install -y -qq nodejs npm >/dev/null; }
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
