@@ -16,9 +16,10 @@ CHECKSUM_FIELDS = ("crc32c", "s3-etag", "sha1", "sha256")
 STORE_KEY_LIMIT_BYTES = 1024
 MAX_FILE_NAME_BYTES = STORE_KEY_LIMIT_BYTES - len(
     bundle_object_key("00000000-0000-0000-0000-000000000000", "2000-01-01T000000.000000Z", ""))
-# A client's download makes a directory tree of the names, and file systems cap a path segment at 255 bytes; so do
-# the local stack's stores (SeaweedFS, fake-gcs-server keep objects as files).
-MAX_SEGMENT_BYTES = 255
+# A client's download makes a directory tree of the names. File systems cap a path segment at 255 bytes, and
+# downloaders (aria2c's `.aria2`, partial-file suffixes) and file-backed stores (fake-gcs-server's temporary files)
+# append to a segment while writing it; 200 bytes leaves them room.
+MAX_SEGMENT_BYTES = 200
 _TITLE_NAME_CHARS = 80
 
 

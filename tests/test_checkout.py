@@ -239,9 +239,9 @@ def test_bundle_checkout_to_the_checkout_bucket(api, stager, replicas, replica):
 
 def test_names_at_the_limits_of_the_rule_check_out(api, stager, replicas, replica):
     """The name rule of PUT /bundles fits the checkout's keys: the longest name (953 bytes), the longest segments
-    (255 bytes, in 1- and 2-byte characters), a deep path and a dot-file at the top all land where they should."""
+    (200 bytes, in 1- and 2-byte characters), a deep path and a dot-file at the top all land where they should."""
     rs = replicas[replica]
-    contents = {("s" * 254 + "/") * 3 + "é" * 94: b"1", "x" * 255: b"2", "d/" + "é" * 127: b"3",
+    contents = {("s" * 199 + "/") * 4 + "é" * 76 + "x": b"1", "x" * 200: b"2", "d/" + "é" * 100: b"3",
                 "a/2b/c/22d2": b"4", ".2bashrc": b"5", "good..path": b"6"}
     uuid, version = put_bundle(api, stager, replica, contents)
     r = api.request("POST", f"/v1/bundles/{uuid}/checkout", params={"replica": replica}, json={})
