@@ -18,6 +18,8 @@ import uuid as uuidlib
 import boto3
 import pytest
 
+import dss.replication
+
 from dss.bundle_manifest import bundle_document, manifest_entry
 from dss.checksums import Checksummer, checksums_from_blob_key, compute_checksums_of_bytes, s3_part_size
 from dss.events.bus import Bus, Topology
@@ -181,7 +183,7 @@ def test_operator_messages_and_foreign_keys(deps, quiet, replicas):
 
 # --- direct calls: ordering and idempotency ------------------------------------------------------------------
 
-def test_a_bundle_never_precedes_its_files(deps, quiet, replicas):
+def test_a_bundle_never_precedes_its_files(deps, quiet, replicas, monkeypatch):
     version = new_version()
     files = [put_file_quietly(replicas, "aws", os.urandom(200), version=version) for _ in range(2)]
     aws, gcp = quiet["aws"], quiet["gcp"]
@@ -197,12 +199,18 @@ def test_a_bundle_never_precedes_its_files(deps, quiet, replicas):
 
     with pytest.raises(NotReady, match="files/"):
         replicate_object(deps, "aws", "gcp", bundle_key)
-    with pytest.raises(NotReady, match="blobs/"):  # a file waits for its blob
-        replicate_object(deps, "aws", "gcp", files[0]["metadata_key"])
+    with monkeypatch.context() as patch:
+        patch.setattr(dss.replication, "SMALL_BLOB_MAX", 100)
+        with pytest.raises(NotReady, match="blobs/"):  # a file waits for its large blob's own copy
+            replicate_object(deps, "aws", "gcp", files[0]["metadata_key"])
+    assert not gcp.store.exists(gcp.bucket, files[0]["metadata_key"])
     assert replicate_object(deps, "aws", "gcp", tombstone_key) == "copied"  # a tombstone needs nothing
-    for f in files:
-        assert replicate_object(deps, "aws", "gcp", f["blob_key"]) == "copied"
-        assert replicate_object(deps, "aws", "gcp", f["metadata_key"]) == "copied"
+    assert replicate_object(deps, "aws", "gcp", files[0]["blob_key"]) == "copied"
+    assert replicate_object(deps, "aws", "gcp", files[0]["metadata_key"]) == "copied"
+    # A small blob is brought along by its file, before the file; its own event finds it there.
+    assert replicate_object(deps, "aws", "gcp", files[1]["metadata_key"]) == "copied"
+    assert gcp.store.get(gcp.bucket, files[1]["blob_key"]) == aws.store.get(aws.bucket, files[1]["blob_key"])
+    assert replicate_object(deps, "aws", "gcp", files[1]["blob_key"]) == "present"
     assert not gcp.store.exists(gcp.bucket, bundle_key)
     assert replicate_object(deps, "aws", "gcp", bundle_key) == "copied"
     for key in [bundle_key, tombstone_key] + [f[k] for f in files for k in ("blob_key", "metadata_key")]:
@@ -266,7 +274,6 @@ def test_a_copy_that_fails_verification_is_deleted(deps, quiet):
 @pytest.fixture
 def small_parts(monkeypatch):
     """Blobs over 1 MiB go in 5 MiB parts: blob keys must then carry the ETag of 5 MiB parts."""
-    import dss.replication
     monkeypatch.setattr(dss.replication, "SMALL_BLOB_MAX", MiB)
     monkeypatch.setattr(dss.replication, "s3_part_size", lambda size: 5 * MiB)
 
