@@ -8,6 +8,11 @@
 - Idempotency and the echo loop. A key the destination already has is skipped (for a blob: if the size is right;
   a blob of the wrong size is overwritten). The copy's own write event, replicated back, stops there, after one
   look at the destination (the event gives the size to compare).
+- No echoes of blobs and files on the local stack. There, a stand-in for the clouds' notifications announces
+  every write (dss.events.announce); the announcement of a copied blob or file would only come back to this daemon,
+  to be stopped, and to the indexer, which does not read it, while the local queue server pays for each message
+  with a scan of the whole queue. So those copies are written unannounced; bundles and collections are announced
+  (the other replica's indexer reads them).
 - A file whose small blob is not in the destination yet copies the blob itself, rather than wait for the blob's
   own message; a copy of the same blob already running in this process is waited for instead of made twice. A
   blob's message whose copy is already running in this process leaves it to that copy's message (which is retried
@@ -46,7 +51,7 @@ from .collections import linked_key
 from .events.records import object_events, parse_time
 from .events.runtime import NOT_READY_KEY, Deps, NotReady
 from .identifiers import ObjectId, ObjectIdentifierError, file_key
-from .storage.blobstore import BlobAlreadyExists, BlobInfo, BlobNotFound
+from .storage.blobstore import BlobAlreadyExists, BlobInfo, BlobNotFound, BlobStore
 from .storage.files import blob_key_of
 from .storage.replicas import Replica, ReplicaStore
 
@@ -160,10 +165,12 @@ def replicate_object(deps: Deps, source_replica: str, dest_replica: str, key: st
     src, dst = deps.replicas[source], deps.replicas[dest]
     started = time.monotonic()
     if is_blob:
-        if event_size is not None and _has_blob(dst, key, event_size):
+        # A small blob the event sized is looked for once in the destination (a large one may have parts to clear).
+        looked = event_size is not None and event_size <= SMALL_BLOB_MAX
+        if looked and _has_blob(dst, key, event_size):
             return PRESENT
         info = _head_source(src, key)
-        if not _copy_blob_once(src, dst, key, info, wait=False):
+        if not _copy_blob_once(src, dst, key, info, wait=False, missing=looked and info.size == event_size):
             return PRESENT
     else:
         if _exists(dst, key):
@@ -172,8 +179,8 @@ def replicate_object(deps: Deps, source_replica: str, dest_replica: str, key: st
         data = src.store.get(src.bucket, key)
         _check_dependencies(src, dst, key, oid, data)
         try:
-            dst.store.put(dst.bucket, key, data, content_type=info.content_type or "application/octet-stream",
-                          metadata=info.metadata, create_only=True)
+            _writer(dst, key).put(dst.bucket, key, data, create_only=True, metadata=info.metadata,
+                                  content_type=info.content_type or "application/octet-stream")
         except BlobAlreadyExists:
             return PRESENT
     _log_copied(src, dst, key, info, event_time, started)
@@ -184,6 +191,14 @@ def _log_copied(src: ReplicaStore, dst: ReplicaStore, key: str, info: BlobInfo, 
                 started: float) -> None:
     logger.info("replicated %s->%s %s lag=%.3fs bytes=%d took=%.3fs", src.replica.value, dst.replica.value, key,
                 _lag(event_time, info), info.size, time.monotonic() - started)
+
+
+def _writer(dst: ReplicaStore, key: str) -> BlobStore:
+    """The store a copy of `key` is written through: blobs and files without the local write announcements (see
+    the module's doc); the store itself where there are none (the clouds)."""
+    if key.startswith(("blobs/", "files/")):
+        return getattr(dst.store, "unannounced", dst.store)
+    return dst.store
 
 
 def _skipped(key: str, why: str) -> str:
@@ -252,7 +267,7 @@ def _copy_small_blob_first(src: ReplicaStore, dst: ReplicaStore, blob_key: str) 
         return False
     if info.size > SMALL_BLOB_MAX:
         return False
-    if _copy_blob_once(src, dst, blob_key, info, wait=True):
+    if _copy_blob_once(src, dst, blob_key, info, wait=True, missing=True):
         _log_copied(src, dst, blob_key, info, None, started)
     return True
 
@@ -265,6 +280,8 @@ def _missing_in_first_batch(rs: ReplicaStore, keys: list[str]) -> list[str]:
     """The keys missing in rs from the first batch of DEPENDENCY_BATCH that has any; [] if none is missing."""
     if not keys:
         return []
+    if len(keys) == 1:
+        return [] if _exists(rs, keys[0]) else keys
     with ThreadPoolExecutor(max_workers=min(DEPENDENCY_BATCH, len(keys)), thread_name_prefix="sync-deps") as pool:
         for start in range(0, len(keys), DEPENDENCY_BATCH):
             batch = keys[start:start + DEPENDENCY_BATCH]
@@ -284,10 +301,11 @@ def _has_blob(dst: ReplicaStore, key: str, size: int) -> bool:
         return False
 
 
-def _copy_blob_once(src: ReplicaStore, dst: ReplicaStore, key: str, source: BlobInfo, *, wait: bool) -> bool:
-    """Copy a blob unless the destination has it; False if it had (or a racer copied it). A copy of the same blob
-    running in this process is not repeated: False at once, or with `wait`, once it is over (and the blob is
-    there; if that copy failed, this one is made after all)."""
+def _copy_blob_once(src: ReplicaStore, dst: ReplicaStore, key: str, source: BlobInfo, *, wait: bool,
+                    missing: bool = False) -> bool:
+    """Copy a blob unless the destination has it (`missing`: the caller just found it has not); False if it had
+    (or a racer copied it). A copy of the same blob running in this process is not repeated: False at once, or
+    with `wait`, once it is over (and the blob is there; if that copy failed, this one is made after all)."""
     slot = (dst.replica.value, key)
     with _blob_copies_lock:
         running = _blob_copies.get(slot)
@@ -300,7 +318,7 @@ def _copy_blob_once(src: ReplicaStore, dst: ReplicaStore, key: str, source: Blob
             raise DependencyMissing(key, key, f"a copy of {key} to {dst.replica.value} is still running")
         return _copy_blob_once(src, dst, key, source, wait=wait)  # most likely False: it is there now
     try:
-        return _needs_blob(dst, key, source) and _copy_blob(src, dst, key, source)
+        return (missing or _needs_blob(dst, key, source)) and _copy_blob(src, dst, key, source)
     finally:
         with _blob_copies_lock:
             del _blob_copies[slot]
@@ -356,7 +374,7 @@ def _stream_copy(src: ReplicaStore, dst: ReplicaStore, key: str, source: BlobInf
     part_size = s3_part_size(source.size) if dst.store.scheme == "s3" else STREAM_CHUNK
     # S3 uploads buffer up to a part: count a large one against the part buffers.
     with _buffers if source.size > STREAM_CHUNK else contextlib.nullcontext():
-        return dst.store.upload(dst.bucket, key, stream, size=source.size, part_size=part_size,
+        return _writer(dst, key).upload(dst.bucket, key, stream, size=source.size, part_size=part_size,
                                 content_type=content_type, metadata=source.metadata)
 
 
@@ -368,7 +386,7 @@ def _small_copy(src: ReplicaStore, dst: ReplicaStore, key: str, source: BlobInfo
     if (len(data), digest) != (source.size, sha256):
         raise ReplicationError(f"{key} from {src.replica.value} failed verification: read {len(data)} bytes with "
                                f"sha256 {digest}, expected {source.size} bytes with {sha256}")
-    return dst.store.put(dst.bucket, key, data, content_type=content_type, metadata=source.metadata)
+    return _writer(dst, key).put(dst.bucket, key, data, content_type=content_type, metadata=source.metadata)
 
 
 def _parts_copy(src: ReplicaStore, dst: ReplicaStore, key: str, source: BlobInfo, expected: str) -> BlobInfo:
@@ -404,7 +422,7 @@ def _parts_copy(src: ReplicaStore, dst: ReplicaStore, key: str, source: BlobInfo
         dst.store.discard_parts(dst.bucket, key)
         raise ReplicationError(f"{key} failed verification: its parts in {dst.replica.value} add up to "
                                f"{dst.store.native_checksum_name} {assembled}, not {expected}; they were discarded")
-    return dst.store.complete_parts(upload, parts)
+    return _writer(dst, key).complete_parts(upload, parts)
 
 
 class _VerifyingStream(io.RawIOBase):
