@@ -48,6 +48,7 @@ class Worker:
                        for queue, n in self.concurrency.items()}
         # Bounded: never more received than can run at once, per queue.
         self._slots = {queue: threading.Semaphore(n) for queue, n in self.concurrency.items()}
+        self._batch = {queue: receive_batch(n) for queue, n in self.concurrency.items()}
         self._deleters = {queue: _Deleter(deps.bus.sqs, deps.bus.queue_url(deps.bus.topology.queue(queue)), queue)
                           for queue in queues}
         self._in_flight: dict[str, tuple[str, str]] = {}
@@ -80,8 +81,9 @@ class Worker:
         sqs = self.deps.bus.sqs
         slots, pool = self._slots[queue], self._pools[queue]
         while not self.stopping.is_set():
-            # Receive no more than there are free threads for: a received message waits for nothing.
-            free = _acquire_up_to(slots, 10)
+            # Receive no more than there are free threads for (a received message waits for nothing), and under
+            # load, several at a time: moto's SQS scans the queue once per receive, on top of per message.
+            free = _acquire_up_to(slots, self._batch[queue])
             try:
                 messages = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=free,
                                                WaitTimeSeconds=self.poll_seconds,
@@ -178,13 +180,17 @@ def next_batch(items: SimpleQueue, most: int) -> list:
     return batch
 
 
+def receive_batch(concurrency: int) -> int:
+    """How many free handler threads a poller waits for before it receives: up to SQS's 10 a request, and never
+    more than a third of the threads, so most stay busy while it waits."""
+    return max(1, min(10, concurrency // 3))
+
+
 def _acquire_up_to(slots: threading.Semaphore, most: int) -> int:
-    """Take at least one slot (waiting for it), then as many more as are free, up to `most`."""
-    slots.acquire()
-    taken = 1
-    while taken < most and slots.acquire(blocking=False):
-        taken += 1
-    return taken
+    """Take `most` slots, waiting for each (all of them are free when the queue is quiet)."""
+    for _ in range(most):
+        slots.acquire()
+    return most
 
 
 def _queue_threads(text: str) -> tuple[str, int]:
