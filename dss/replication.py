@@ -13,6 +13,9 @@
   to be stopped, and to the indexer, which does not read it, while the local queue server pays for each message
   with a scan of the whole queue. So those copies are written unannounced; bundles and collections are announced
   (the other replica's indexer reads them).
+- What this process copied, or found in a destination, is remembered (the last KNOWN_PRESENT_MAX keys): a file's
+  blob or a bundle's files copied here a moment ago are not looked up again. DSS objects are immutable and never
+  removed from a primary bucket, so a key once there stays there.
 - A file whose small blob is not in the destination yet copies the blob itself, rather than wait for the blob's
   own message; a copy of the same blob already running in this process is waited for instead of made twice. A
   blob's message whose copy is already running in this process leaves it to that copy's message (which is retried
@@ -35,6 +38,7 @@
 """
 from __future__ import annotations
 
+import collections
 import contextlib
 import datetime
 import hashlib
@@ -77,6 +81,9 @@ _buffers = threading.BoundedSemaphore(BUFFERED_PARTS)
 # Blob copies running in this process, by (destination, key): a second copy of the same blob waits for the first.
 _blob_copies: dict[tuple[str, str], threading.Event] = {}
 _blob_copies_lock = threading.Lock()
+KNOWN_PRESENT_MAX = 10_000
+_known_present: collections.OrderedDict[tuple[str, str], None] = collections.OrderedDict()
+_known_present_lock = threading.Lock()
 
 
 class ReplicationError(Exception):
@@ -167,13 +174,15 @@ def replicate_object(deps: Deps, source_replica: str, dest_replica: str, key: st
     if is_blob:
         # A small blob the event sized is looked for once in the destination (a large one may have parts to clear).
         looked = event_size is not None and event_size <= SMALL_BLOB_MAX
-        if looked and _has_blob(dst, key, event_size):
+        if event_size is not None and looked and _has_blob(dst, key, event_size):
+            _remember(dst, key)
             return PRESENT
         info = _head_source(src, key)
         if not _copy_blob_once(src, dst, key, info, wait=False, missing=looked and info.size == event_size):
             return PRESENT
     else:
         if _exists(dst, key):
+            _remember(dst, key)
             return PRESENT
         info = _head_source(src, key)
         data = src.store.get(src.bucket, key)
@@ -182,7 +191,9 @@ def replicate_object(deps: Deps, source_replica: str, dest_replica: str, key: st
             _writer(dst, key).put(dst.bucket, key, data, create_only=True, metadata=info.metadata,
                                   content_type=info.content_type or "application/octet-stream")
         except BlobAlreadyExists:
+            _remember(dst, key)
             return PRESENT
+    _remember(dst, key)
     _log_copied(src, dst, key, info, event_time, started)
     return COPIED
 
@@ -244,7 +255,7 @@ def dependencies(oid: ObjectId, data: bytes) -> list[str]:
 def _check_dependencies(src: ReplicaStore, dst: ReplicaStore, key: str, oid: ObjectId, data: bytes) -> None:
     """Return if every dependency is in the destination; else DependencyMissing, or ReplicationError for one
     that is missing in the source too (it will never arrive)."""
-    missing = _missing_in_first_batch(dst, dependencies(oid, data))
+    missing = _missing_in_first_batch(dst, [k for k in dependencies(oid, data) if not _known(dst, k)])
     if missing and oid.kind == "files" and _copy_small_blob_first(src, dst, missing[0]):
         return
     if missing:
@@ -274,6 +285,20 @@ def _copy_small_blob_first(src: ReplicaStore, dst: ReplicaStore, blob_key: str) 
 
 def _exists(rs: ReplicaStore, key: str) -> bool:
     return rs.store.exists(rs.bucket, key)
+
+
+def _remember(rs: ReplicaStore, key: str) -> None:
+    """Note that `key` is in rs (bounded: the oldest notes go first)."""
+    with _known_present_lock:
+        _known_present[(rs.replica.value, key)] = None
+        _known_present.move_to_end((rs.replica.value, key))
+        while len(_known_present) > KNOWN_PRESENT_MAX:
+            _known_present.popitem(last=False)
+
+
+def _known(rs: ReplicaStore, key: str) -> bool:
+    with _known_present_lock:
+        return (rs.replica.value, key) in _known_present
 
 
 def _missing_in_first_batch(rs: ReplicaStore, keys: list[str]) -> list[str]:
@@ -318,7 +343,9 @@ def _copy_blob_once(src: ReplicaStore, dst: ReplicaStore, key: str, source: Blob
             raise DependencyMissing(key, key, f"a copy of {key} to {dst.replica.value} is still running")
         return _copy_blob_once(src, dst, key, source, wait=wait)  # most likely False: it is there now
     try:
-        return (missing or _needs_blob(dst, key, source)) and _copy_blob(src, dst, key, source)
+        copied = (missing or _needs_blob(dst, key, source)) and _copy_blob(src, dst, key, source)
+        _remember(dst, key)  # copied here, or there already
+        return copied
     finally:
         with _blob_copies_lock:
             del _blob_copies[slot]

@@ -1,6 +1,7 @@
 #!/usr/bin/env python
 """`make bench`: figures measured in one run on a fresh local stack, each as a ratio against the raw storage
-operation on the same server. Not a test: it asserts nothing about time.
+operation on the same server. Not a test: it asserts nothing about time. Each section's figures are saved as soon
+as they are measured (a later failure loses none, and is recorded in the results as the section's error).
 
   GET /files redirects per second      vs raw HEAD requests per second on the same object store
   PUT /files of 1 KiB files per second vs raw server-side copies per second
@@ -9,6 +10,8 @@ operation on the same server. Not a test: it asserts nothing about time.
   GET /bundles paging through 10,000 files  vs raw GETs of the manifest object, once per page
   GET /bundles/all over 10,000 bundles      vs a raw listing of the same keys
   replication lag p50/p95 of 1 KiB files (each direction), and of one 100 MiB file
+  replication under load: 16 clients PUT 1 KiB files for 120 s as fast as the API takes them; lag from each 201 to
+    the copy on gcp (p50/p95/max), the backlog when the writes stop and after, replicated/s vs API writes/s
   large-file ingest through PUT /files (the 202 path) vs a raw multipart server-side copy of the same bytes
   bundle checkout of 1,000 small files
   indexing throughput: bundle object events to searchable documents, bundles/s vs the original's ~200/min
