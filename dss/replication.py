@@ -6,11 +6,26 @@
   reader of a replica never sees a file without its blob, or a bundle without its files. One missing from the
   source replica too will never arrive: that is an error (retried, then dead-lettered).
 - Idempotency and the echo loop. A key the destination already has is skipped (for a blob: if the size is right;
-  a blob of the wrong size is overwritten). The copy's own write event, replicated back, stops there.
+  a blob of the wrong size is overwritten). The copy's own write event, replicated back, stops there, after one
+  look at the destination (the event gives the size to compare).
+- No echoes of blobs and files on the local stack. There, a stand-in for the clouds' notifications announces
+  every write (dss.events.announce); the announcement of a copied blob or file would only come back to this daemon,
+  to be stopped, and to the indexer, which does not read it, while the local queue server pays for each message
+  with a scan of the whole queue. So those copies are written unannounced; bundles and collections are announced
+  (the other replica's indexer reads them).
+- What this process copied, or found in a destination, is remembered (the last KNOWN_PRESENT_MAX keys): a file's
+  blob or a bundle's files copied here a moment ago are not looked up again. DSS objects are immutable and never
+  removed from a primary bucket, so a key once there stays there.
+- A file whose small blob is not in the destination yet copies the blob itself, rather than wait for the blob's
+  own message; a copy of the same blob already running in this process is waited for instead of made twice. A
+  blob's message whose copy is already running in this process leaves it to that copy's message (which is retried
+  if the copy fails).
 - Copies are byte for byte (same bytes, content type and user metadata); metadata objects are written create-only.
-- Blobs up to 64 MiB are streamed in one upload. Larger ones go up in parallel parts (the dcplib part size, so an
-  S3 destination's multipart ETag is the one in the blob key), a bounded number at a time, each part's bytes held
-  once: memory stays within BUFFERED_PARTS parts per process, whatever the blob size.
+- Blobs up to 1 MiB are read whole and checked before their one upload (a request each way, memory within
+  SMALL_PUT_MAX per handler thread). Blobs up to 64 MiB are streamed in one upload. Larger ones go up in parallel
+  parts (the dcplib part size, so an S3 destination's multipart ETag is the one in the blob key), a bounded number
+  at a time, each part's bytes held once: memory stays within BUFFERED_PARTS parts per process, whatever the blob
+  size.
 - Verification, before the blob becomes visible: a streamed copy checks the sha256 of what it read before handing
   over the last byte (the upload fails instead of completing); a copy in parts checks that the store's checksums
   of the parts add up to the blob key's (S3 ETag, GCS crc32c) before assembling them. After, the destination's
@@ -23,6 +38,7 @@
 """
 from __future__ import annotations
 
+import collections
 import contextlib
 import datetime
 import hashlib
@@ -39,19 +55,19 @@ from .collections import linked_key
 from .events.records import object_events, parse_time
 from .events.runtime import NOT_READY_KEY, Deps, NotReady
 from .identifiers import ObjectId, ObjectIdentifierError, file_key
-from .storage.blobstore import BlobAlreadyExists, BlobInfo, BlobNotFound
+from .storage.blobstore import BlobAlreadyExists, BlobInfo, BlobNotFound, BlobStore
 from .storage.files import blob_key_of
 from .storage.replicas import Replica, ReplicaStore
 
 logger = logging.getLogger(__name__)
 
 MiB = 1024 * 1024
+SMALL_PUT_MAX = MiB  # blobs up to this size are read whole and written in one request
 SMALL_BLOB_MAX = 64 * MiB  # larger blobs are copied in parallel parts
 STREAM_CHUNK = 8 * MiB  # reads are streamed in chunks of this size
 PART_CONCURRENCY = 4  # parts of one blob in flight at once
 BUFFERED_PARTS = 4  # part buffers alive in this process, over every copy: memory <= BUFFERED_PARTS x part size
-BLOB_WAIT_SECONDS = 1.0  # a file's small blob, copied by its own message meanwhile, is waited for this long
-BLOB_POLL_SECONDS = 0.1
+BLOB_WAIT_SECONDS = 60.0  # at most this long for a copy of a file's blob running in this process
 DEPENDENCY_BATCH = 32  # dependencies looked up at once; the lookup stops at the first batch with a missing one
 NOT_READY_MAX_DELAY = 60
 WAITING_FOR_KEY = "_waiting_for"  # in a re-queued message: {key: the dependency it waits for}
@@ -62,6 +78,12 @@ REPLICATED_LINE = re.compile(r"replicated (?P<source>aws|gcp)->(?P<dest>aws|gcp)
                              r"lag=(?P<lag>-?[0-9.]+)s bytes=(?P<bytes>\d+)")
 
 _buffers = threading.BoundedSemaphore(BUFFERED_PARTS)
+# Blob copies running in this process, by (destination, key): a second copy of the same blob waits for the first.
+_blob_copies: dict[tuple[str, str], threading.Event] = {}
+_blob_copies_lock = threading.Lock()
+KNOWN_PRESENT_MAX = 10_000
+_known_present: collections.OrderedDict[tuple[str, str], None] = collections.OrderedDict()
+_known_present_lock = threading.Lock()
 
 
 class ReplicationError(Exception):
@@ -89,12 +111,12 @@ def handle_message(body: dict, deps: Deps) -> None:
     failure: Exception | None = None
     not_ready: DependencyMissing | None = None
     waiting = body.setdefault(WAITING_FOR_KEY, {}) if isinstance(body, dict) else {}
-    for source, dest, key, event_time in _jobs(body, deps):
+    for source, dest, key, event_time, size in _jobs(body, deps):
         try:
             blocker = waiting.pop(key, None)
             if blocker and not _exists(deps.replicas[dest], blocker):
                 raise DependencyMissing(key, blocker, f"{key} still waits for {blocker} to reach {dest}")
-            replicate_object(deps, source, dest, key, event_time=event_time)
+            replicate_object(deps, source, dest, key, event_time=event_time, event_size=size)
         except DependencyMissing as e:
             waiting[key] = e.dependency
             not_ready = not_ready or e
@@ -108,16 +130,16 @@ def handle_message(body: dict, deps: Deps) -> None:
         raise NotReady(str(not_ready), retry_after=min(NOT_READY_MAX_DELAY, 2 ** attempts))
 
 
-def _jobs(body: dict, deps: Deps) -> list[tuple[str, str, str, str | None]]:
-    """(source replica, destination replica, key, event time) of each object the message names."""
+def _jobs(body: dict, deps: Deps) -> list[tuple[str, str, str, str | None, int | None]]:
+    """(source replica, destination replica, key, event time, size) of each object the message names."""
     if "source_replica" in body:
-        return [(body["source_replica"], body["dest_replica"], body["key"], None)]
+        return [(body["source_replica"], body["dest_replica"], body["key"], None, None)]
     jobs = []
     for event in object_events(body):
         if event.bucket != deps.replicas[event.replica].bucket:
             logger.info("skipped %s/%s: not the primary bucket of %s", event.bucket, event.key, event.replica)
             continue
-        jobs.append((event.replica, OTHER[event.replica], event.key, event.event_time))
+        jobs.append((event.replica, OTHER[event.replica], event.key, event.event_time, event.size))
     if not jobs:
         logger.info("no object to replicate in %.200s", json.dumps(body))
     return jobs
@@ -126,8 +148,11 @@ def _jobs(body: dict, deps: Deps) -> list[tuple[str, str, str, str | None]]:
 # --- one object ----------------------------------------------------------------------------------------------
 
 def replicate_object(deps: Deps, source_replica: str, dest_replica: str, key: str, *,
-                     event_time: str | None = None) -> str:
+                     event_time: str | None = None, event_size: int | None = None) -> str:
     """Copy `key` of the source replica's primary bucket to the destination's, once its dependencies are there.
+
+    `event_size`, the size a write event gave, lets a blob the destination has with that size be skipped without
+    a look at the source (the echo of a copy).
 
     Returns "copied", "present" (the destination had it) or "skipped" (not a DSS object). Raises NotReady
     (DependencyMissing) while a dependency is missing in the destination, ReplicationError when the copy cannot be
@@ -147,24 +172,44 @@ def replicate_object(deps: Deps, source_replica: str, dest_replica: str, key: st
     src, dst = deps.replicas[source], deps.replicas[dest]
     started = time.monotonic()
     if is_blob:
+        # A small blob the event sized is looked for once in the destination (a large one may have parts to clear).
+        looked = event_size is not None and event_size <= SMALL_BLOB_MAX
+        if event_size is not None and looked and _has_blob(dst, key, event_size):
+            _remember(dst, key)
+            return PRESENT
         info = _head_source(src, key)
-        if not _needs_blob(dst, key, info) or not _copy_blob(src, dst, key, info):
+        if not _copy_blob_once(src, dst, key, info, wait=False, missing=looked and info.size == event_size):
             return PRESENT
     else:
         if _exists(dst, key):
+            _remember(dst, key)
             return PRESENT
         info = _head_source(src, key)
         data = src.store.get(src.bucket, key)
         _check_dependencies(src, dst, key, oid, data)
         try:
-            dst.store.put(dst.bucket, key, data, content_type=info.content_type or "application/octet-stream",
-                          metadata=info.metadata, create_only=True)
+            _writer(dst, key).put(dst.bucket, key, data, create_only=True, metadata=info.metadata,
+                                  content_type=info.content_type or "application/octet-stream")
         except BlobAlreadyExists:
+            _remember(dst, key)
             return PRESENT
-    lag = _lag(event_time, info)
-    logger.info("replicated %s->%s %s lag=%.3fs bytes=%d took=%.3fs", source.value, dest.value, key, lag,
-                info.size, time.monotonic() - started)
+    _remember(dst, key)
+    _log_copied(src, dst, key, info, event_time, started)
     return COPIED
+
+
+def _log_copied(src: ReplicaStore, dst: ReplicaStore, key: str, info: BlobInfo, event_time: str | None,
+                started: float) -> None:
+    logger.info("replicated %s->%s %s lag=%.3fs bytes=%d took=%.3fs", src.replica.value, dst.replica.value, key,
+                _lag(event_time, info), info.size, time.monotonic() - started)
+
+
+def _writer(dst: ReplicaStore, key: str) -> BlobStore:
+    """The store a copy of `key` is written through: blobs and files without the local write announcements (see
+    the module's doc); the store itself where there are none (the clouds)."""
+    if key.startswith(("blobs/", "files/")):
+        return getattr(dst.store, "unannounced", dst.store)
+    return dst.store
 
 
 def _skipped(key: str, why: str) -> str:
@@ -210,8 +255,8 @@ def dependencies(oid: ObjectId, data: bytes) -> list[str]:
 def _check_dependencies(src: ReplicaStore, dst: ReplicaStore, key: str, oid: ObjectId, data: bytes) -> None:
     """Return if every dependency is in the destination; else DependencyMissing, or ReplicationError for one
     that is missing in the source too (it will never arrive)."""
-    missing = _missing_in_first_batch(dst, dependencies(oid, data))
-    if missing and oid.kind == "files" and _blob_on_its_way(src, dst, missing[0]):
+    missing = _missing_in_first_batch(dst, [k for k in dependencies(oid, data) if not _known(dst, k)])
+    if missing and oid.kind == "files" and _copy_small_blob_first(src, dst, missing[0]):
         return
     if missing:
         lost = _missing_in_first_batch(src, missing)
@@ -222,29 +267,46 @@ def _check_dependencies(src: ReplicaStore, dst: ReplicaStore, key: str, oid: Obj
         raise DependencyMissing(key, missing[0], f"{key} waits for {missing[0]}{more} to reach {dst.replica.value}")
 
 
-def _blob_on_its_way(src: ReplicaStore, dst: ReplicaStore, blob_key: str) -> bool:
-    """A file's event comes right after its blob's: a small blob is likely being copied; wait for it a moment."""
+def _copy_small_blob_first(src: ReplicaStore, dst: ReplicaStore, blob_key: str) -> bool:
+    """A file's event comes right after its blob's, whose copy is likely queued or running: copy a small blob
+    here (or wait for the copy running in this process) rather than send the file's message round again. True if
+    the blob is in the destination now. A large one is left to its own message."""
+    started = time.monotonic()
     try:
-        if src.store.head(src.bucket, blob_key).size > SMALL_BLOB_MAX:
-            return False
+        info = src.store.head(src.bucket, blob_key)
     except BlobNotFound:
         return False
-    deadline = time.monotonic() + BLOB_WAIT_SECONDS
-    while time.monotonic() < deadline:
-        time.sleep(BLOB_POLL_SECONDS)
-        if _exists(dst, blob_key):
-            return True
-    return False
+    if info.size > SMALL_BLOB_MAX:
+        return False
+    if _copy_blob_once(src, dst, blob_key, info, wait=True, missing=True):
+        _log_copied(src, dst, blob_key, info, None, started)
+    return True
 
 
 def _exists(rs: ReplicaStore, key: str) -> bool:
     return rs.store.exists(rs.bucket, key)
 
 
+def _remember(rs: ReplicaStore, key: str) -> None:
+    """Note that `key` is in rs (bounded: the oldest notes go first)."""
+    with _known_present_lock:
+        _known_present[(rs.replica.value, key)] = None
+        _known_present.move_to_end((rs.replica.value, key))
+        while len(_known_present) > KNOWN_PRESENT_MAX:
+            _known_present.popitem(last=False)
+
+
+def _known(rs: ReplicaStore, key: str) -> bool:
+    with _known_present_lock:
+        return (rs.replica.value, key) in _known_present
+
+
 def _missing_in_first_batch(rs: ReplicaStore, keys: list[str]) -> list[str]:
     """The keys missing in rs from the first batch of DEPENDENCY_BATCH that has any; [] if none is missing."""
     if not keys:
         return []
+    if len(keys) == 1:
+        return [] if _exists(rs, keys[0]) else keys
     with ThreadPoolExecutor(max_workers=min(DEPENDENCY_BATCH, len(keys)), thread_name_prefix="sync-deps") as pool:
         for start in range(0, len(keys), DEPENDENCY_BATCH):
             batch = keys[start:start + DEPENDENCY_BATCH]
@@ -256,6 +318,39 @@ def _missing_in_first_batch(rs: ReplicaStore, keys: list[str]) -> list[str]:
 
 
 # --- blobs ---------------------------------------------------------------------------------------------------
+
+def _has_blob(dst: ReplicaStore, key: str, size: int) -> bool:
+    try:
+        return dst.store.head(dst.bucket, key).size == size
+    except BlobNotFound:
+        return False
+
+
+def _copy_blob_once(src: ReplicaStore, dst: ReplicaStore, key: str, source: BlobInfo, *, wait: bool,
+                    missing: bool = False) -> bool:
+    """Copy a blob unless the destination has it (`missing`: the caller just found it has not); False if it had
+    (or a racer copied it). A copy of the same blob running in this process is not repeated: False at once, or
+    with `wait`, once it is over (and the blob is there; if that copy failed, this one is made after all)."""
+    slot = (dst.replica.value, key)
+    with _blob_copies_lock:
+        running = _blob_copies.get(slot)
+        if running is None:
+            _blob_copies[slot] = done = threading.Event()
+    if running is not None:
+        if not wait:
+            return False
+        if not running.wait(BLOB_WAIT_SECONDS):
+            raise DependencyMissing(key, key, f"a copy of {key} to {dst.replica.value} is still running")
+        return _copy_blob_once(src, dst, key, source, wait=wait)  # most likely False: it is there now
+    try:
+        copied = (missing or _needs_blob(dst, key, source)) and _copy_blob(src, dst, key, source)
+        _remember(dst, key)  # copied here, or there already
+        return copied
+    finally:
+        with _blob_copies_lock:
+            del _blob_copies[slot]
+        done.set()
+
 
 def _needs_blob(dst: ReplicaStore, key: str, source: BlobInfo) -> bool:
     try:
@@ -298,17 +393,27 @@ def _stream_copy(src: ReplicaStore, dst: ReplicaStore, key: str, source: BlobInf
     """One upload, streamed. The stream checks the sha256 of what it read before it hands over the last byte, so a
     wrong copy is never completed."""
     content_type = source.content_type or "application/octet-stream"
+    if source.size <= SMALL_PUT_MAX:
+        return _small_copy(src, dst, key, source, sha256, content_type)
     stream = _VerifyingStream(src.store.open(src.bucket, key, STREAM_CHUNK) if source.size else iter(()),
                               size=source.size, sha256=sha256, what=f"{key} from {src.replica.value}")
-    if source.size == 0:
-        stream.read()  # verified: the empty blob's key names the empty content
-        return dst.store.put(dst.bucket, key, b"", content_type=content_type, metadata=source.metadata)
     # An S3 upload in one part has the plain-MD5 ETag that the key holds; GCS takes it in resumable chunks.
     part_size = s3_part_size(source.size) if dst.store.scheme == "s3" else STREAM_CHUNK
     # S3 uploads buffer up to a part: count a large one against the part buffers.
     with _buffers if source.size > STREAM_CHUNK else contextlib.nullcontext():
-        return dst.store.upload(dst.bucket, key, stream, size=source.size, part_size=part_size,
+        return _writer(dst, key).upload(dst.bucket, key, stream, size=source.size, part_size=part_size,
                                 content_type=content_type, metadata=source.metadata)
+
+
+def _small_copy(src: ReplicaStore, dst: ReplicaStore, key: str, source: BlobInfo, sha256: str,
+                content_type: str) -> BlobInfo:
+    """One GET, one PUT: the bytes are checked before the upload starts, so a wrong copy is never made."""
+    data = src.store.get(src.bucket, key)
+    digest = hashlib.sha256(data).hexdigest()
+    if (len(data), digest) != (source.size, sha256):
+        raise ReplicationError(f"{key} from {src.replica.value} failed verification: read {len(data)} bytes with "
+                               f"sha256 {digest}, expected {source.size} bytes with {sha256}")
+    return _writer(dst, key).put(dst.bucket, key, data, content_type=content_type, metadata=source.metadata)
 
 
 def _parts_copy(src: ReplicaStore, dst: ReplicaStore, key: str, source: BlobInfo, expected: str) -> BlobInfo:
@@ -344,7 +449,7 @@ def _parts_copy(src: ReplicaStore, dst: ReplicaStore, key: str, source: BlobInfo
         dst.store.discard_parts(dst.bucket, key)
         raise ReplicationError(f"{key} failed verification: its parts in {dst.replica.value} add up to "
                                f"{dst.store.native_checksum_name} {assembled}, not {expected}; they were discarded")
-    return dst.store.complete_parts(upload, parts)
+    return _writer(dst, key).complete_parts(upload, parts)
 
 
 class _VerifyingStream(io.RawIOBase):

@@ -1,6 +1,7 @@
 #!/usr/bin/env python
 """`make bench`: figures measured in one run on a fresh local stack, each as a ratio against the raw storage
-operation on the same server. Not a test: it asserts nothing about time.
+operation on the same server. Not a test: it asserts nothing about time. Each section's figures are saved as soon
+as they are measured (a later failure loses none, and is recorded in the results as the section's error).
 
   GET /files redirects per second      vs raw HEAD requests per second on the same object store
   PUT /files of 1 KiB files per second vs raw server-side copies per second
@@ -9,6 +10,8 @@ operation on the same server. Not a test: it asserts nothing about time.
   GET /bundles paging through 10,000 files  vs raw GETs of the manifest object, once per page
   GET /bundles/all over 10,000 bundles      vs a raw listing of the same keys
   replication lag p50/p95 of 1 KiB files (each direction), and of one 100 MiB file
+  replication under load: 16 clients PUT 1 KiB files for 120 s as fast as the API takes them; lag from each 201 to
+    the copy on gcp (p50/p95/max), the backlog when the writes stop and after, replicated/s vs API writes/s
   large-file ingest through PUT /files (the 202 path) vs a raw multipart server-side copy of the same bytes
   bundle checkout of 1,000 small files
   indexing throughput: bundle object events to searchable documents, bundles/s vs the original's ~200/min
@@ -54,6 +57,7 @@ from dss.storage.replicas import Replicas
 
 logger = logging.getLogger("bench")
 
+OTHER_REPLICA = {"aws": "gcp", "gcp": "aws"}
 ORIGINAL_INDEX_RATE = 200 / 60  # bundles per second the original's indexer was quoted at (about 200 a minute)
 ORGANS = ("brain", "heart", "lung", "liver", "kidney", "spleen", "pancreas", "skin", "bone marrow", "blood")
 SPECIES = ("homo sapiens", "mus musculus", "danio rerio")
@@ -312,6 +316,68 @@ class Bench:
             results[f"{source}->{dest} 1 KiB p50 s"] = lags[len(lags) // 2]
             results[f"{source}->{dest} 1 KiB p95 s"] = lags[min(len(lags) - 1, int(len(lags) * 0.95))]
         return results
+
+    def replication_under_load(self, seconds: float, clients: int, source: str = "aws",
+                               settle: float = 180.0, poll: float = 0.5) -> dict:
+        """PUT /files of 1 KiB on `clients` threads for `seconds`, as fast as the API takes them, while the other
+        replica's primary bucket is listed every `poll` s: each file's lag is from its 201 to the first listing
+        that shows its metadata there. After the writes stop, the listing goes on until every file is there or
+        `settle` s pass; what is still missing then is the backlog."""
+        dest = OTHER_REPLICA[source]
+        rs = self.quiet[dest]
+        acked: dict[str, float] = {}
+        seen: dict[str, float] = {}
+        lock = threading.Lock()
+        writing, watching = threading.Event(), threading.Event()
+
+        def client(_):
+            while writing.is_set():
+                file_uuid, version = self.put_file(self.stage(source, os.urandom(1024)))
+                with lock:
+                    acked[file_key(file_uuid, version)] = time.perf_counter()
+
+        def watch():
+            while watching.is_set():
+                listed_at = time.perf_counter()
+                keys = set(rs.store.list(rs.bucket, "files/"))
+                with lock:
+                    for key in keys.intersection(acked).difference(seen):
+                        seen[key] = listed_at
+                time.sleep(max(0.0, poll - (time.perf_counter() - listed_at)))
+
+        watching.set()
+        watcher = threading.Thread(target=watch, daemon=True)
+        watcher.start()
+        writing.set()
+        start = time.perf_counter()
+        with ThreadPoolExecutor(clients) as pool:
+            futures = [pool.submit(client, i) for i in range(clients)]
+            time.sleep(seconds)
+            writing.clear()
+            for future in futures:
+                future.result()
+        written_for = time.perf_counter() - start
+        with lock:
+            backlog_at_stop = len(acked) - len(seen)
+        deadline = time.perf_counter() + settle
+        while time.perf_counter() < deadline:
+            with lock:
+                if len(seen) == len(acked):
+                    break
+            time.sleep(poll)
+        watching.clear()
+        watcher.join()
+        lags = sorted(seen[key] - acked[key] for key in seen)
+        last_copy = max(seen.values(), default=start)
+        api_rate = len(acked) / written_for
+        replication_rate = len(seen) / max(last_copy - start, written_for)
+        return {"clients": clients, "write seconds": written_for, "files written": len(acked),
+                "API writes/s": api_rate, "replicated/s": replication_rate, "ratio": replication_rate / api_rate,
+                "lag p50 s": _percentile(lags, 0.5), "lag p95 s": _percentile(lags, 0.95),
+                "lag max s": lags[-1] if lags else float("nan"),
+                "backlog when writes stopped": backlog_at_stop,
+                "drained s after stop": (last_copy - start - written_for) if len(seen) == len(acked) else float("nan"),
+                f"backlog after {settle:.0f} s": len(acked) - len(seen), "listing poll s": poll}
 
     def stage_large(self, size: int) -> tuple[str, str]:
         """A large object in the S3 staging bucket, uploaded in the hca client's parts, with its checksum tags."""
@@ -638,6 +704,12 @@ class NotificationReceiver:
         self.server.server_close()
 
 
+def _percentile(ordered: list[float], fraction: float) -> float:
+    if not ordered:
+        return float("nan")
+    return ordered[min(len(ordered) - 1, int(len(ordered) * fraction))]
+
+
 def _tree_rss(process: psutil.Process) -> int:
     total = 0
     for p in [process, *process.children(recursive=True)]:
@@ -646,6 +718,39 @@ def _tree_rss(process: psutil.Process) -> int:
         except psutil.NoSuchProcess:
             pass
     return total
+
+
+GROUPS = ("files", "bundles", "daemons", "load", "search", "lambda")
+
+
+class Results:
+    """Each section's figures, saved to `path` as soon as they are measured: a later failure loses none."""
+
+    def __init__(self, path: pathlib.Path):
+        self.path, self.figures, self.failed = path, {}, []
+        path.parent.mkdir(parents=True, exist_ok=True)
+
+    def measure(self, name: str, measurement) -> None:
+        logger.warning("measuring %s", name)
+        try:
+            self.figures[name] = measurement()
+        except Exception as e:  # the next sections still run; the error is in the results
+            logger.exception("%s failed", name)
+            self.figures[name] = {"error": f"{type(e).__name__}: {e}"}
+            self.failed.append(name)
+        self.save()
+        self.show(name)
+
+    def save(self) -> None:
+        partial = self.path.with_name(self.path.name + ".partial")
+        partial.write_text(json.dumps(self.figures, indent=2))
+        partial.replace(self.path)  # readers see the previous whole file or this one, never half of one
+
+    def show(self, name: str) -> None:
+        print(f"{name}:", flush=True)
+        for label, value in self.figures[name].items():
+            shown = f"{value:10.2f}" if isinstance(value, (int, float)) else str(value)
+            print(f"  {label:28s} {shown}", flush=True)
 
 
 def main() -> None:
@@ -657,47 +762,49 @@ def main() -> None:
     parser.add_argument("--index-bundles", type=int, default=500, help="bundles indexed for the indexing throughput")
     parser.add_argument("--search-docs", type=int, default=100_000, help="documents searched for the search latency")
     parser.add_argument("--subscriptions", type=int, default=1000, help="subscriptions notified of one bundle")
+    parser.add_argument("--load-clients", type=int, default=16, help="client threads writing in the load section")
+    parser.add_argument("--load-seconds", type=float, default=120, help="how long the load section writes")
     parser.add_argument("--output", default=".bench/results.json")
-    parser.add_argument("--only", nargs="*", choices=["files", "bundles", "daemons", "search", "lambda"],
-                        default=["files", "bundles", "daemons", "search", "lambda"],
+    parser.add_argument("--only", nargs="*", choices=GROUPS, default=list(GROUPS),
                         help="which groups of figures to measure")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    results: dict = {}
+    results = Results(pathlib.Path(args.output))
     with tempfile.TemporaryDirectory(prefix="dss-bench-") as root:
         with LocalStack(pathlib.Path(root), ports=free_ports(PUBLIC_PORTS)) as stack:
             os.environ.update(stack.env())
             bench = Bench(stack, args.count, args.concurrency)
+            measure = results.measure
             if "files" in args.only:
                 for replica in ("aws", "gcp"):
                     bench.concurrency = args.concurrency if replica == "aws" else args.gcp_concurrency
-                    results[f"redirects {replica}"] = bench.redirects(replica)
-                    results[f"small PUTs {replica}"] = bench.small_puts(replica)
-                results["large ingest aws"] = bench.large_ingest_rss(args.large_mib * MiB)
+                    measure(f"redirects {replica}", functools.partial(bench.redirects, replica))
+                    measure(f"small PUTs {replica}", functools.partial(bench.small_puts, replica))
+                bench.concurrency = args.concurrency
+                measure("large ingest aws", lambda: bench.large_ingest_rss(args.large_mib * MiB))
             if "bundles" in args.only:
-                results["bundle PUT aws"] = bench.bundle_puts()
-                results["bundle paging aws"] = bench.bundle_paging()
-                results["bundles/all aws"] = bench.bundles_all()
+                measure("bundle PUT aws", bench.bundle_puts)
+                measure("bundle paging aws", bench.bundle_paging)
+                measure("bundles/all aws", bench.bundles_all)
             if "daemons" in args.only:
-                results["replication lag"] = bench.replication_lag()
-                results["replication lag large"] = bench.large_replication_lag()
-                results["large ingest 202 aws"] = bench.large_ingest_202(args.large_mib * MiB)
-                results["bundle checkout aws"] = bench.bundle_checkout()
+                measure("replication lag", bench.replication_lag)
+                measure("replication lag large", bench.large_replication_lag)
+                measure("large ingest 202 aws", lambda: bench.large_ingest_202(args.large_mib * MiB))
+                measure("bundle checkout aws", bench.bundle_checkout)
+            if "load" in args.only:
+                measure("replication under load aws->gcp",
+                        lambda: bench.replication_under_load(args.load_seconds, args.load_clients))
             if "lambda" in args.only:
                 for replica in ("aws", "gcp"):
-                    results[f"lambda redirects {replica}"] = bench.lambda_redirects(replica)
+                    measure(f"lambda redirects {replica}", functools.partial(bench.lambda_redirects, replica))
             if "search" in args.only:
-                results["indexing aws"] = bench.index_throughput(args.index_bundles)
-                results["search latency aws"] = bench.search_latency(args.search_docs)
-                results["notifications aws"] = bench.notification_fanout(args.subscriptions)
-    pathlib.Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-    pathlib.Path(args.output).write_text(json.dumps(results, indent=2))
-    for name, figures in results.items():
-        print(f"{name}:")
-        for label, value in figures.items():
-            print(f"  {label:28s} {value:10.2f}")
+                measure("indexing aws", lambda: bench.index_throughput(args.index_bundles))
+                measure("search latency aws", lambda: bench.search_latency(args.search_docs))
+                measure("notifications aws", lambda: bench.notification_fanout(args.subscriptions))
     print(f"(count={args.count}, concurrency aws={args.concurrency} gcp={args.gcp_concurrency}; "
           f"saved to {args.output})")
+    if results.failed:
+        raise SystemExit(f"failed: {', '.join(results.failed)}")
 
 
 if __name__ == "__main__":

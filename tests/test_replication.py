@@ -18,6 +18,8 @@ import uuid as uuidlib
 import boto3
 import pytest
 
+import dss.replication
+
 from dss.bundle_manifest import bundle_document, manifest_entry
 from dss.checksums import Checksummer, checksums_from_blob_key, compute_checksums_of_bytes, s3_part_size
 from dss.events.bus import Bus, Topology
@@ -107,6 +109,100 @@ def test_files_replicate_both_ways(api, stager, stack, replica):
     assert 0 <= float(lines[0]["lag"]) < 30
 
 
+def sync_queue_depth(deps) -> int:
+    """Messages in the stack's sync queue: waiting, being handled, or delayed."""
+    url = deps.bus.queue_url(deps.bus.topology.queue("sync"))
+    return sum(map(int, deps.bus.sqs.get_queue_attributes(QueueUrl=url, AttributeNames=[
+        "ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible",
+        "ApproximateNumberOfMessagesDelayed"])["Attributes"].values()))
+
+
+def test_a_burst_of_writes_from_several_clients_replicates_and_the_sync_queue_drains(api, stager, stack, settings,
+                                                                                       deps):
+    """Several clients write at once through the API: every file reaches the other replica, each metadata copy is
+    made once, and the sync queue empties (nothing left behind, nothing retried for ever)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from .helpers import ApiClient
+
+    def client(n: int) -> list[tuple[str, str, bytes]]:
+        own = ApiClient(api.base_url, stack, settings)  # a session per client thread
+        written = []
+        for _ in range(5):
+            data = os.urandom(500 + n)
+            written.append((*put_new_file(own, stager, "aws", data), data))
+        return written
+
+    with ThreadPoolExecutor(6) as pool:
+        files = [f for written in pool.map(client, range(6)) for f in written]
+    for uuid, version, data in files:
+        wait_for(lambda: head_file(api, uuid, "gcp").status_code == 200, timeout=120,
+                 what=f"file {uuid} to reach gcp")
+        assert downloaded_sha256(api, uuid, "gcp", version) == hashlib.sha256(data).hexdigest()
+    wait_for(lambda: sync_queue_depth(deps) == 0, timeout=120, what="the sync queue to drain")
+    for uuid, version, _ in files:
+        lines = replicated_lines(stack, f"files/{uuid}.{version}")
+        assert [(line["source"], line["dest"]) for line in lines] == [("aws", "gcp")], lines
+
+
+@pytest.fixture
+def private_events(settings):
+    """Deps whose write announcements go to topics and queues of their own stage (the stack's worker polls
+    others), so a test can read every event a replication makes; the buckets are the stack's."""
+    import dataclasses
+
+    from dss.storage.replicas import Replicas
+    stage = f"echotest{uuidlib.uuid4().hex[:8]}"
+    private = dataclasses.replace(settings, stage=stage, publish_write_events=True)
+    bus = Bus(Topology(stage))
+    bus.ensure()
+    try:
+        yield Deps(private, Replicas(private), bus)
+    finally:
+        for name in bus.topology.queues:
+            for queue in (bus.topology.queue(name), bus.topology.dead_letter_queue(name)):
+                bus.sqs.delete_queue(QueueUrl=bus.queue_url(queue))
+        for replica in ("aws", "gcp"):
+            bus.sns.delete_topic(TopicArn=bus.topic_arn(bus.topology.topic(replica)))
+
+
+def received_keys(bus: Bus, consumer: str) -> list[str]:
+    """The object keys of every event in a consumer's queue (received and deleted)."""
+    from dss.events.records import object_events
+    url, keys = bus.queue_url(bus.topology.queue(consumer)), []
+    while messages := bus.sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", []):
+        for message in messages:
+            keys += [event.key for event in object_events(message["Body"])]
+            bus.sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+    return sorted(keys)
+
+
+def test_copies_of_blobs_and_files_make_no_echo_and_the_indexer_hears_only_of_bundles(private_events, quiet,
+                                                                                      replicas):
+    f = put_file_quietly(replicas, "aws", os.urandom(300), version=new_version())
+    aws = quiet["aws"]
+    entry = manifest_entry({"uuid": f["uuid"], "version": f["version"], "name": "f0", "indexed": False},
+                           json.loads(aws.store.get(aws.bucket, f["metadata_key"])))
+    bundle_key = ObjectId("bundles", str(uuidlib.uuid4()), f["version"]).to_key()
+    aws.store.put(aws.bucket, bundle_key, json.dumps(bundle_document([entry], version=f["version"],
+                                                                      creator_uid=3)).encode(),
+                  content_type="application/json")
+    for key in (f["blob_key"], f["metadata_key"], bundle_key):
+        assert replicate_object(private_events, "aws", "gcp", key) == "copied"
+    # Only the bundle's copy is announced on gcp's topic: the other replica's indexer reads it.
+    assert received_keys(private_events.bus, "sync") == [bundle_key]
+    assert received_keys(private_events.bus, "index") == [bundle_key]
+    # A write through the API's announcing store reaches the replication daemon whatever it is, the indexer only
+    # if it is a bundle.
+    rs = private_events.replicas["aws"]
+    other = put_file_quietly(replicas, "aws", os.urandom(40), version=new_version())
+    rs.store.put(rs.bucket, other["metadata_key"], aws.store.get(aws.bucket, other["metadata_key"]),
+                 content_type="application/json")
+    rs.store.put(rs.bucket, bundle_key, aws.store.get(aws.bucket, bundle_key), content_type="application/json")
+    assert received_keys(private_events.bus, "sync") == sorted([other["metadata_key"], bundle_key])
+    assert received_keys(private_events.bus, "index") == [bundle_key]
+
+
 def test_bundles_replicate_after_their_files(api, stager):
     files = [put_new_file(api, stager, "aws", os.urandom(100)) for _ in range(3)]
     uuid, version = put_bundle(api, "aws", files)
@@ -181,7 +277,7 @@ def test_operator_messages_and_foreign_keys(deps, quiet, replicas):
 
 # --- direct calls: ordering and idempotency ------------------------------------------------------------------
 
-def test_a_bundle_never_precedes_its_files(deps, quiet, replicas):
+def test_a_bundle_never_precedes_its_files(deps, quiet, replicas, monkeypatch):
     version = new_version()
     files = [put_file_quietly(replicas, "aws", os.urandom(200), version=version) for _ in range(2)]
     aws, gcp = quiet["aws"], quiet["gcp"]
@@ -197,12 +293,18 @@ def test_a_bundle_never_precedes_its_files(deps, quiet, replicas):
 
     with pytest.raises(NotReady, match="files/"):
         replicate_object(deps, "aws", "gcp", bundle_key)
-    with pytest.raises(NotReady, match="blobs/"):  # a file waits for its blob
-        replicate_object(deps, "aws", "gcp", files[0]["metadata_key"])
+    with monkeypatch.context() as patch:
+        patch.setattr(dss.replication, "SMALL_BLOB_MAX", 100)
+        with pytest.raises(NotReady, match="blobs/"):  # a file waits for its large blob's own copy
+            replicate_object(deps, "aws", "gcp", files[0]["metadata_key"])
+    assert not gcp.store.exists(gcp.bucket, files[0]["metadata_key"])
     assert replicate_object(deps, "aws", "gcp", tombstone_key) == "copied"  # a tombstone needs nothing
-    for f in files:
-        assert replicate_object(deps, "aws", "gcp", f["blob_key"]) == "copied"
-        assert replicate_object(deps, "aws", "gcp", f["metadata_key"]) == "copied"
+    assert replicate_object(deps, "aws", "gcp", files[0]["blob_key"]) == "copied"
+    assert replicate_object(deps, "aws", "gcp", files[0]["metadata_key"]) == "copied"
+    # A small blob is brought along by its file, before the file; its own event finds it there.
+    assert replicate_object(deps, "aws", "gcp", files[1]["metadata_key"]) == "copied"
+    assert gcp.store.get(gcp.bucket, files[1]["blob_key"]) == aws.store.get(aws.bucket, files[1]["blob_key"])
+    assert replicate_object(deps, "aws", "gcp", files[1]["blob_key"]) == "present"
     assert not gcp.store.exists(gcp.bucket, bundle_key)
     assert replicate_object(deps, "aws", "gcp", bundle_key) == "copied"
     for key in [bundle_key, tombstone_key] + [f[k] for f in files for k in ("blob_key", "metadata_key")]:
@@ -266,7 +368,6 @@ def test_a_copy_that_fails_verification_is_deleted(deps, quiet):
 @pytest.fixture
 def small_parts(monkeypatch):
     """Blobs over 1 MiB go in 5 MiB parts: blob keys must then carry the ETag of 5 MiB parts."""
-    import dss.replication
     monkeypatch.setattr(dss.replication, "SMALL_BLOB_MAX", MiB)
     monkeypatch.setattr(dss.replication, "s3_part_size", lambda size: 5 * MiB)
 

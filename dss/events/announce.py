@@ -27,6 +27,11 @@ class AnnouncingStore:
     def __getattr__(self, name):
         return getattr(self._store, name)
 
+    @property
+    def unannounced(self) -> BlobStore:
+        """The same store, writing without announcements."""
+        return self._store
+
     def put(self, bucket, key, data, **kwargs) -> BlobInfo:
         return self._announced(bucket, self._store.put(bucket, key, data, **kwargs))
 

@@ -18,6 +18,11 @@ logger = logging.getLogger(__name__)
 
 # Daemons that consume object events, and job queues that carry work items.
 EVENT_CONSUMERS = ("sync", "index")
+# The object events a consumer is sent on the local stack, by key prefix (by default all): the indexer reads only
+# bundles, and every message it is not sent is one fewer for moto's SQS, which scans a whole queue on each send and
+# receive. The filter is on the message body, in each topic's message shape. (Terraform's subscriptions send the
+# index Lambda everything; it ignores what it does not read.)
+CONSUMER_PREFIXES = {"index": ("bundles/",)}
 JOB_QUEUES = ("copy", "checkout", "notify")
 
 
@@ -74,7 +79,7 @@ class Bus:
                 arn = self.sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
                     "QueueArn"]
                 self.sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=arn,
-                                   Attributes={"RawMessageDelivery": "true"})
+                                   Attributes={"RawMessageDelivery": "true", **event_filter(replica, name)})
 
     def publish_object_event(self, replica: str, message: dict) -> None:
         self.sns.publish(TopicArn=self.topic_arn(self.topology.topic(replica)), Message=json.dumps(message))
@@ -82,3 +87,14 @@ class Bus:
     def send_job(self, queue: str, body: dict, delay_seconds: int = 0) -> None:
         self.sqs.send_message(QueueUrl=self.queue_url(self.topology.queue(queue)), MessageBody=json.dumps(body),
                               DelaySeconds=delay_seconds)
+
+
+def event_filter(replica: str, consumer: str) -> dict[str, str]:
+    """Subscription attributes that send `consumer` only the events of its key prefixes ({} for all events): an
+    S3 notification names the key in Records[].s3.object.key, the GCS relay's object resource in `name`."""
+    prefixes = CONSUMER_PREFIXES.get(consumer)
+    if not prefixes:
+        return {}
+    match = [{"prefix": prefix} for prefix in prefixes]
+    policy = {"Records": {"s3": {"object": {"key": match}}}} if replica == "aws" else {"name": match}
+    return {"FilterPolicyScope": "MessageBody", "FilterPolicy": json.dumps(policy)}

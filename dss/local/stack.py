@@ -674,7 +674,9 @@ class LocalStack:
         return self._spawn("gcs", argv)
 
     def _spawn_moto(self) -> Child:
-        return self._spawn("moto", [sys.executable, "-m", "moto.server", "-H", HOST, "-p", str(self.ports["moto"])])
+        # moto.server, with SQS receives made independent of the queue length (see dss.local.moto_server).
+        return self._spawn("moto", [sys.executable, "-m", "dss.local.moto_server", "-H", HOST, "-p",
+                                    str(self.ports["moto"])])
 
     def _spawn_dynamodb(self) -> Child:
         # Tables become ACTIVE at once rather than after dynalite's default 500 ms, so no waiter sleeps.
