@@ -239,7 +239,8 @@ def test_the_packaged_api_answers_from_its_own_zips(built, api, stack, tmp_path)
     answer = json.loads(run.stdout.strip().splitlines()[-1])
     over_http = api.request("GET", "/v1/bundles/all", params={"replica": "aws", "prefix": "0000000"})
     assert answer["statusCode"] == over_http.status_code == 200
-    assert json.loads(answer["body"])["bundles"] == over_http.json()["bundles"] == []
+    # Other tests on this stack may have written bundles under the prefix: the two answers agree, whatever they hold.
+    assert json.loads(answer["body"])["bundles"] == over_http.json()["bundles"]
 
 
 def test_missing_settings_and_outputs_fail_early(tmp_path):

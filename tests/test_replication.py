@@ -109,18 +109,10 @@ def test_files_replicate_both_ways(api, stager, stack, replica):
     assert 0 <= float(lines[0]["lag"]) < 30
 
 
-def sync_queue_depth(deps) -> int:
-    """Messages in the stack's sync queue: waiting, being handled, or delayed."""
-    url = deps.bus.queue_url(deps.bus.topology.queue("sync"))
-    return sum(map(int, deps.bus.sqs.get_queue_attributes(QueueUrl=url, AttributeNames=[
-        "ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible",
-        "ApproximateNumberOfMessagesDelayed"])["Attributes"].values()))
-
-
-def test_a_burst_of_writes_from_several_clients_replicates_and_the_sync_queue_drains(api, stager, stack, settings,
-                                                                                       deps):
+def test_a_burst_of_writes_from_several_clients_replicates_and_none_is_retried(api, stager, stack, settings):
     """Several clients write at once through the API: every file reaches the other replica, each metadata copy is
-    made once, and the sync queue empties (nothing left behind, nothing retried for ever)."""
+    made once, and none of the burst's messages is left behind or retried. (The stack's sync queue as a whole need
+    not empty: other test files on this stack leave bundles waiting for files that never come.)"""
     from concurrent.futures import ThreadPoolExecutor
 
     from .helpers import ApiClient
@@ -139,10 +131,13 @@ def test_a_burst_of_writes_from_several_clients_replicates_and_the_sync_queue_dr
         wait_for(lambda: head_file(api, uuid, "gcp").status_code == 200, timeout=120,
                  what=f"file {uuid} to reach gcp")
         assert downloaded_sha256(api, uuid, "gcp", version) == hashlib.sha256(data).hexdigest()
-    wait_for(lambda: sync_queue_depth(deps) == 0, timeout=120, what="the sync queue to drain")
     for uuid, version, _ in files:
         lines = replicated_lines(stack, f"files/{uuid}.{version}")
         assert [(line["source"], line["dest"]) for line in lines] == [("aws", "gcp")], lines
+    log = worker_log(stack).read_text(errors="replace")
+    retried = [line for line in log.splitlines() if ("failed" in line or "not ready" in line)
+               and any(uuid in line for uuid, _, _ in files)]
+    assert retried == []
 
 
 @pytest.fixture
