@@ -33,8 +33,8 @@ class TokenVerifier:
         try:
             header = jwt.get_unverified_header(token)
             unverified = jwt.decode(token, options={"verify_signature": False})
-        except jwt.PyJWTError:
-            raise _unauthorized("Failed to decode token.")
+        except jwt.PyJWTError as e:
+            raise _unauthorized("Failed to decode token.") from e
         if header.get("alg") != "RS256":
             raise _unauthorized(_INVALID)
         issuer = unverified.get("iss", "")
@@ -45,7 +45,7 @@ class TokenVerifier:
                                 issuer=issuer, options={"require": ["exp", "iss", "aud"]})
         except (jwt.PyJWTError, jwt.PyJWKClientError) as e:
             logger.info("rejected token from %s: %s", issuer, e)
-            raise _unauthorized(_INVALID)
+            raise _unauthorized(_INVALID) from e
         email = claims.get(self.settings.email_claim) or claims.get("email")
         if not email:
             raise _unauthorized("Authorization token is missing email claims.")
@@ -87,7 +87,7 @@ def _discover_jwks_uri(http: requests.Session, issuer: str) -> str:
         uri = r.json()["jwks_uri"]
     except (requests.RequestException, ValueError, KeyError) as e:
         logger.error("cannot discover the JWKS of %s: %s", issuer, e)
-        raise DSSError(503, "service_unavailable", "The token issuer cannot be reached.")
+        raise DSSError(503, "service_unavailable", "The token issuer cannot be reached.") from e
     _discovered[issuer] = uri
     return uri
 

@@ -23,9 +23,25 @@ from dataclasses import dataclass
 
 import boto3
 
-from .checkout_rules import (FAILED, MAX_JOB_ATTEMPTS, RUNNING, SUCCEEDED, TERMINAL, Freshness, Pending,
-                             RetryToken, bundle_object_key, bundle_target, checkout_failed, destination_error,
-                             expected_seconds, marker_key, notification_message, status_document, status_key)
+from .checkout_rules import (
+    FAILED,
+    MAX_JOB_ATTEMPTS,
+    RUNNING,
+    SUCCEEDED,
+    TERMINAL,
+    Freshness,
+    Pending,
+    RetryToken,
+    bundle_object_key,
+    bundle_target,
+    checkout_failed,
+    destination_error,
+    expected_seconds,
+    marker_key,
+    notification_message,
+    status_document,
+    status_key,
+)
 from .checksums import checksums_from_blob_key, s3_part_size
 from .config import Settings
 from .errors import DSSError
@@ -96,15 +112,15 @@ def copy_verified(rs: ReplicaStore, settings: Settings, wanted: Wanted, dst_buck
     """Server-side copy of a primary blob, pinned to the revision it had when we looked, then checked."""
     try:
         source = rs.store.head(rs.bucket, wanted.src_key)
-    except BlobNotFound:
-        raise JobFailed(f"{wanted.src_key} is missing from the primary bucket")
+    except BlobNotFound as e:
+        raise JobFailed(f"{wanted.src_key} is missing from the primary bucket") from e
     try:
         info = rs.store.copy(rs.bucket, wanted.src_key, dst_bucket, dst_key, part_size=s3_part_size(source.size),
                              concurrency=settings.copy_concurrency, expected_revision=source.revision)
-    except BlobAccessDenied:
-        raise JobFailed(f"the DSS may not write to bucket {dst_bucket}")
-    except BlobNotFound:
-        raise JobFailed(f"bucket {dst_bucket} no longer exists")
+    except BlobAccessDenied as e:
+        raise JobFailed(f"the DSS may not write to bucket {dst_bucket}") from e
+    except BlobNotFound as e:
+        raise JobFailed(f"bucket {dst_bucket} no longer exists") from e
     if info.size != wanted.size or info.native_checksum not in (wanted.native_checksum, source.native_checksum):
         rs.store.delete(dst_bucket, dst_key)
         raise JobFailed(f"the copy of {wanted.src_key} has {rs.store.native_checksum_name} {info.native_checksum}, "
@@ -192,7 +208,7 @@ def checkout_file(settings: Settings, rs: ReplicaStore, bus: Bus, document: dict
         try:
             copy_verified(rs, settings, wanted, rs.checkout_bucket, wanted.src_key)
         except JobFailed as e:
-            raise checkout_failed(str(e))
+            raise checkout_failed(str(e)) from e
         return None
     return _await(rs, bus, job, target=target, expected=expected, token=token, now=now)
 
@@ -218,7 +234,7 @@ def checkout_bundle(settings: Settings, rs: ReplicaStore, bus: Bus, uuid: str, m
            "refresh_before": fresh.refresh_before(now)}
     target, expected = bundle_target(uuid, version), _bundle_expected(settings, files)
     found = [copies.get(bundle_object_key(uuid, version, f["name"])) for f in files]
-    if all(_servable(rs, fresh, copy, Wanted.of(rs, f), now) for copy, f in zip(found, files)):
+    if all(_servable(rs, fresh, copy, Wanted.of(rs, f), now) for copy, f in zip(found, files, strict=True)):
         if any(fresh.refresh_due(copy.modified, now) for copy in found):
             _await(rs, bus, job, target=target, expected=expected, token=None, now=now)  # refresh, still served
         return None
@@ -301,7 +317,7 @@ def _run_bundle_job(settings: Settings, rs: ReplicaStore, job: dict) -> str:
         files = load_manifest(rs, uuid, version)["files"]
     except DSSError as e:
         if e.status == 404:
-            raise JobFailed(f"bundle {uuid}.{version} does not exist (or was deleted)")
+            raise JobFailed(f"bundle {uuid}.{version} does not exist (or was deleted)") from e
         raise
     if job["destination"]:
         problem = destination_problem(rs, bucket)

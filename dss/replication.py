@@ -311,7 +311,7 @@ def _missing_in_first_batch(rs: ReplicaStore, keys: list[str]) -> list[str]:
         for start in range(0, len(keys), DEPENDENCY_BATCH):
             batch = keys[start:start + DEPENDENCY_BATCH]
             present = list(pool.map(lambda k: _exists(rs, k), batch))
-            missing = [k for k, there in zip(batch, present) if not there]
+            missing = [k for k, there in zip(batch, present, strict=True) if not there]
             if missing:
                 return missing
     return []

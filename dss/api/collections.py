@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import logging
 
-from . import assert_writable, caller_email, context
-from .paging import paged
 from ..collections import apply_patch, collection_document, new_items
 from ..errors import DSSError
 from ..identifiers import new_version
 from ..storage import collections as store
 from ..storage.collection_owners import CollectionOwners
+from . import assert_writable, caller_email, context
+from .paging import paged
 
 logger = logging.getLogger(__name__)
 

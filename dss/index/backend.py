@@ -96,7 +96,8 @@ class SearchBackend:
             body = []
             for query in queries[start:start + batch]:
                 body.append({"index": self.alias(replica)})
-                body.append({"size": 0, "query": {"bool": {"must": [query], "filter": [{"ids": {"values": [doc_id]}}]}}})
+                body.append({"size": 0,
+                             "query": {"bool": {"must": [query], "filter": [{"ids": {"values": [doc_id]}}]}}})
             for response in self.client.msearch(body=body)["responses"]:
                 total = response.get("hits", {}).get("total", {}) if "error" not in response else {}
                 results.append(bool(total.get("value", 0) if isinstance(total, dict) else total))

@@ -10,11 +10,11 @@ import functools
 import logging
 
 from ..bundle_manifest import VersionListing
+from ..events.records import object_events
 from ..identifiers import ObjectId, ObjectIdentifierError
 from ..storage.bundles import bundle_key, version_listing
 from ..storage.files import read_json
 from ..storage.replicas import ReplicaStore
-from ..events.records import object_events
 from .backend import SearchBackend
 from .bundle_content import json_files
 from .documents import group_files, index_document, metadata_document, shape_descriptor, tombstone_index_document

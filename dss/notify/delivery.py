@@ -186,7 +186,8 @@ class DeliveryLedger:
         try:
             self.client.put_item(
                 TableName=self.table,
-                Item={"notification_id": {"S": nid}, "state": {"S": "sending"}, "subscription": {"S": subscription_uuid},
+                Item={"notification_id": {"S": nid}, "state": {"S": "sending"},
+                      "subscription": {"S": subscription_uuid},
                       "lease_until": {"N": str(now + lease_seconds)}, "expires": {"N": str(_expires(now))}},
                 ConditionExpression="attribute_not_exists(notification_id) OR (#s = :sending AND lease_until < :now)",
                 ExpressionAttributeNames={"#s": "state"},

@@ -85,7 +85,7 @@ def verify_links(rs: ReplicaStore, items: list[dict]) -> None:
     with ThreadPoolExecutor(max_workers=min(VERIFY_CONCURRENCY, len(items)),
                             thread_name_prefix="verify-link") as pool:
         problems = list(pool.map(lambda item: _link_problem(rs, item), items))
-    failures = [(item, problem) for item, problem in zip(items, problems) if problem]
+    failures = [(item, problem) for item, problem in zip(items, problems, strict=True) if problem]
     if failures:
         item, problem = failures[0]
         more = f" (and {len(failures) - 1} more of {len(items)} items)" if len(failures) > 1 else ""

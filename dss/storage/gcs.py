@@ -15,8 +15,17 @@ from google.cloud import storage
 from google.oauth2 import service_account
 
 from ..checksums import crc32c_combine
-from .blobstore import (BlobAccessDenied, BlobAlreadyExists, BlobChanged, BlobInfo, BlobNotFound, BlobStore, Page,
-                        Part, PartsUpload)
+from .blobstore import (
+    BlobAccessDenied,
+    BlobAlreadyExists,
+    BlobChanged,
+    BlobInfo,
+    BlobNotFound,
+    BlobStore,
+    Page,
+    Part,
+    PartsUpload,
+)
 
 logger = logging.getLogger(__name__)
 

@@ -11,8 +11,18 @@ import botocore.config
 from boto3.s3.transfer import TransferConfig
 from botocore.exceptions import ClientError
 
-from .blobstore import (BlobAccessDenied, BlobAlreadyExists, BlobChanged, BlobInfo, BlobNotFound, BlobStore,
-                        BlobStoreError, Page, Part, PartsUpload)
+from .blobstore import (
+    BlobAccessDenied,
+    BlobAlreadyExists,
+    BlobChanged,
+    BlobInfo,
+    BlobNotFound,
+    BlobStore,
+    BlobStoreError,
+    Page,
+    Part,
+    PartsUpload,
+)
 
 logger = logging.getLogger(__name__)
 
