@@ -59,6 +59,7 @@ test: $(STAMP) $(TOOLS_STAMP) $(NODE_STAMP) lint
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check dss scripts daemons chalice infra
+	$(VENV)/bin/mypy
 
 token: $(STAMP)
 	@$(PY) scripts/dev_token.py --email "$(EMAIL)" --group "$(GROUP)" --root $${DSS_LOCAL_DIR:-.local}

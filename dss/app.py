@@ -7,6 +7,7 @@ import logging
 import pathlib
 import re
 import traceback
+from typing import Any
 
 import connexion
 import werkzeug.exceptions
@@ -220,6 +221,9 @@ def _add_plain_routes(flask_app, settings: Settings) -> None:
 def create_asgi_app():
     """uvicorn --factory entry point."""
     return create_app()
+
+
+asgi_app: Any  # not bound until first access: see __getattr__
 
 
 def __getattr__(name: str):

@@ -40,7 +40,8 @@ class TokenVerifier:
         issuer = unverified.get("iss", "")
         jwks_url = self._jwks_url(issuer, unverified)
         try:
-            key = self._client(jwks_url).get_signing_key(header.get("kid"))
+            # No kid is passed on as None: PyJWT then matches a JWKS key without one, whatever its annotation says.
+            key = self._client(jwks_url).get_signing_key(header.get("kid"))  # type: ignore[arg-type]
             claims = jwt.decode(token, key.key, algorithms=["RS256"], audience=list(self.settings.oidc_audience),
                                 issuer=issuer, options={"require": ["exp", "iss", "aud"]})
         except (jwt.PyJWTError, jwt.PyJWKClientError) as e:

@@ -177,7 +177,7 @@ def _latest_job(rs: ReplicaStore, target: str, expected: float, now: float) -> P
 def _await(rs: ReplicaStore, bus: Bus, job: dict, *, target: str, expected: float, token: RetryToken | None,
            now: float) -> Pending:
     """The job a reader waits for: the one its token names while it runs, else a running one, else a new one."""
-    if token is not None and token.job_id:
+    if token is not None and token.job_id and token.start_time is not None:  # a token has both or neither
         pending = Pending(token.job_id, token.start_time, expected)
         status = job_status(rs, token.job_id)
         if status is not None and status["status"] == FAILED:
@@ -200,7 +200,7 @@ def checkout_file(settings: Settings, rs: ReplicaStore, bus: Bus, document: dict
     target = wanted.src_key
     job = {"kind": "file", "key": wanted.src_key, "size": wanted.size, "refresh_before": fresh.refresh_before(now)}
     expected = expected_seconds(wanted.size, settings.checkout_throughput)
-    if _servable(rs, fresh, copy, wanted, now):
+    if copy is not None and _servable(rs, fresh, copy, wanted, now):
         if fresh.refresh_due(copy.modified, now):
             _await(rs, bus, job, target=target, expected=expected, token=None, now=now)  # refresh, still served
         return None
@@ -235,7 +235,7 @@ def checkout_bundle(settings: Settings, rs: ReplicaStore, bus: Bus, uuid: str, m
     target, expected = bundle_target(uuid, version), _bundle_expected(settings, files)
     found = [copies.get(bundle_object_key(uuid, version, f["name"])) for f in files]
     if all(_servable(rs, fresh, copy, Wanted.of(rs, f), now) for copy, f in zip(found, files, strict=True)):
-        if any(fresh.refresh_due(copy.modified, now) for copy in found):
+        if any(fresh.refresh_due(copy.modified, now) for copy in found if copy is not None):
             _await(rs, bus, job, target=target, expected=expected, token=None, now=now)  # refresh, still served
         return None
     return _await(rs, bus, job, target=target, expected=expected, token=token, now=now)
@@ -265,7 +265,7 @@ def start_bundle_checkout(settings: Settings, rs: ReplicaStore, bus: Bus, uuid: 
     manifest = load_manifest(rs, uuid, version)
     uuid, version = uuid.lower(), manifest["version"]
     user_bucket = destination is not None and destination != rs.checkout_bucket
-    if user_bucket:
+    if destination is not None and user_bucket:
         problem = destination_problem(rs, destination)
         if problem:
             raise DSSError(400, "illegal_arguments", f"Cannot check out to {destination!r}: {problem}.")

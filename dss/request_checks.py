@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any
+from typing import Any, Iterable
 
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -93,6 +93,7 @@ def checked_depth(document: Any) -> int:
     """How deep arrays and objects nest (a scalar is 0), without recursion; raises the 400 for a string (key or
     value) with a lone surrogate, which JSON can escape (`\\ud800`) but no UTF-8 store or header can hold."""
     deepest, stack = 0, [(document, 1)]
+    children: Iterable[Any]
     while stack:
         value, depth = stack.pop()
         if isinstance(value, str):

@@ -101,8 +101,8 @@ def _owners() -> CollectionOwners:
     return CollectionOwners(context().settings.collections_table)
 
 
-def _check_owner(document: dict, email: str, uuid: str) -> None:
-    if document.get("owner") != email:
+def _check_owner(document: dict | None, email: str, uuid: str) -> None:
+    if document is None or document.get("owner") != email:
         raise _not_yours(uuid)
 
 

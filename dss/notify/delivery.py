@@ -166,7 +166,7 @@ def forbidden_target(url: str, stage: str) -> str | None:
         addresses = {info[4][0] for info in socket.getaddrinfo(parsed.hostname, parsed.port or 443)}
     except OSError:
         return None  # name resolution failed: the attempt fails and is retried
-    if any(not ipaddress.ip_address(address.split("%")[0]).is_global for address in addresses):
+    if any(not ipaddress.ip_address(str(address).split("%")[0]).is_global for address in addresses):
         return f"callback_url host {parsed.hostname} resolves to a non-global address"
     return None
 

@@ -21,7 +21,7 @@ import time
 import uuid as uuidlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable
 
 from ..checksums import s3_part_size
 from ..errors import DSSError
@@ -147,7 +147,7 @@ def _timed_out(item: dict) -> str:
 class CopyJob:
     """A job as one step sees it: its async-state item, as read when the step started."""
     item: dict
-    deps: object  # dss.events.runtime.Deps: settings, replicas, bus
+    deps: Any  # dss.events.runtime.Deps (settings, replicas, bus), which storage may not import
 
     @property
     def key(self) -> str:

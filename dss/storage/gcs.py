@@ -105,8 +105,8 @@ class GCSBlobStore(BlobStore):
             raise BlobNotFound(f"gs://{bucket}") from e
         return _info(blob)
 
-    def upload(self, bucket, key, stream: BinaryIO, *, size, part_size, content_type="application/octet-stream",
-               metadata=None):
+    def upload(self, bucket, key, stream: BinaryIO | io.RawIOBase, *, size, part_size,
+               content_type="application/octet-stream", metadata=None):
         blob = self._blob(bucket, key)
         blob.chunk_size = max(_CHUNK_QUANTUM, part_size // _CHUNK_QUANTUM * _CHUNK_QUANTUM)
         blob.metadata = metadata or None
