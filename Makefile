@@ -13,11 +13,12 @@ TOOLS_STAMP := $(TOOLS_VENV)/.installed
 # The local stack's Node servers (dynalite), from package-lock.json.
 NODE_STAMP := node_modules/.installed
 
-.PHONY: help setup run test token bench requirements spec-check clean-local hca-cli hca-config deploy-infra deploy
+.PHONY: help setup run test lint token bench requirements spec-check clean-local hca-cli hca-config deploy-infra deploy
 
 help:
 	@echo "make run          set up, then start the local DSS (API on http://127.0.0.1:5000)"
-	@echo "make test         set up, then run the whole test suite against its own local stack"
+	@echo "make test         set up, lint, then run the whole test suite against its own local stack"
+	@echo "make lint         ruff on the code and mypy on dss/ (configured in pyproject.toml)"
 	@echo "make token        print a development bearer token (EMAIL=... GROUP=...)"
 	@echo "make bench        measure the local stack (not part of the tests)"
 	@echo "make requirements regenerate the pinned requirements from the .in files"
@@ -52,8 +53,13 @@ $(TOOLS_STAMP): requirements-tools.txt $(STAMP)
 run: $(STAMP) $(NODE_STAMP)
 	$(PY) -m dss.local.stack run --root $${DSS_LOCAL_DIR:-.local}
 
-test: $(STAMP) $(TOOLS_STAMP) $(NODE_STAMP)
+# Lint first: it fails in seconds, before the local stack starts. tests/ is not linted (yet).
+test: $(STAMP) $(TOOLS_STAMP) $(NODE_STAMP) lint
 	$(PY) -m pytest tests $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check dss scripts daemons chalice infra
+	$(VENV)/bin/mypy
 
 token: $(STAMP)
 	@$(PY) scripts/dev_token.py --email "$(EMAIL)" --group "$(GROUP)" --root $${DSS_LOCAL_DIR:-.local}

@@ -8,7 +8,6 @@ import logging
 import os
 
 from chalice import Chalice
-
 from dss.cloud_credentials import install_gcp_credentials
 from dss.lambda_api import ApiLambda, gateway_routes
 

@@ -7,13 +7,19 @@ import logging
 import pathlib
 import re
 import traceback
+from typing import Any
 
 import connexion
 import werkzeug.exceptions
 import werkzeug.routing
 import yaml
-from connexion.exceptions import (BadRequestProblem, ExtraParameterProblem, OAuthProblem, OAuthScopeProblem,
-                                  ProblemException)
+from connexion.exceptions import (
+    BadRequestProblem,
+    ExtraParameterProblem,
+    OAuthProblem,
+    OAuthScopeProblem,
+    ProblemException,
+)
 from connexion.lifecycle import ConnexionRequest, ConnexionResponse
 from connexion.middleware import MiddlewarePosition
 from jsonschema import Draft4Validator
@@ -199,7 +205,8 @@ def _add_plain_routes(flask_app, settings: Settings) -> None:
 
     @flask_app.route("/version")
     def version():
-        from importlib.metadata import PackageNotFoundError, version as pkg_version
+        from importlib.metadata import PackageNotFoundError
+        from importlib.metadata import version as pkg_version
         try:
             number = pkg_version("dss")
         except PackageNotFoundError:
@@ -214,6 +221,9 @@ def _add_plain_routes(flask_app, settings: Settings) -> None:
 def create_asgi_app():
     """uvicorn --factory entry point."""
     return create_app()
+
+
+asgi_app: Any  # not bound until first access: see __getattr__
 
 
 def __getattr__(name: str):

@@ -33,19 +33,20 @@ class TokenVerifier:
         try:
             header = jwt.get_unverified_header(token)
             unverified = jwt.decode(token, options={"verify_signature": False})
-        except jwt.PyJWTError:
-            raise _unauthorized("Failed to decode token.")
+        except jwt.PyJWTError as e:
+            raise _unauthorized("Failed to decode token.") from e
         if header.get("alg") != "RS256":
             raise _unauthorized(_INVALID)
         issuer = unverified.get("iss", "")
         jwks_url = self._jwks_url(issuer, unverified)
         try:
-            key = self._client(jwks_url).get_signing_key(header.get("kid"))
+            # No kid is passed on as None: PyJWT then matches a JWKS key without one, whatever its annotation says.
+            key = self._client(jwks_url).get_signing_key(header.get("kid"))  # type: ignore[arg-type]
             claims = jwt.decode(token, key.key, algorithms=["RS256"], audience=list(self.settings.oidc_audience),
                                 issuer=issuer, options={"require": ["exp", "iss", "aud"]})
         except (jwt.PyJWTError, jwt.PyJWKClientError) as e:
             logger.info("rejected token from %s: %s", issuer, e)
-            raise _unauthorized(_INVALID)
+            raise _unauthorized(_INVALID) from e
         email = claims.get(self.settings.email_claim) or claims.get("email")
         if not email:
             raise _unauthorized("Authorization token is missing email claims.")
@@ -87,7 +88,7 @@ def _discover_jwks_uri(http: requests.Session, issuer: str) -> str:
         uri = r.json()["jwks_uri"]
     except (requests.RequestException, ValueError, KeyError) as e:
         logger.error("cannot discover the JWKS of %s: %s", issuer, e)
-        raise DSSError(503, "service_unavailable", "The token issuer cannot be reached.")
+        raise DSSError(503, "service_unavailable", "The token issuer cannot be reached.") from e
     _discovered[issuer] = uri
     return uri
 

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable, Iterator
+from typing import Any, Iterable, Iterator
 
 from .checkout_rules import bundle_object_key
 from .errors import DSSError
@@ -56,7 +56,7 @@ def file_name_problem(name: str) -> str | None:
     return None
 
 
-def check_file_names(files: Iterable[dict]) -> None:
+def check_file_names(files: Iterable[dict[str, Any]]) -> None:
     """400 `illegal_file_name` for the first entry whose name breaks the rule of file_name_problem."""
     for entry in files:
         problem = file_name_problem(entry["name"])
@@ -65,7 +65,7 @@ def check_file_names(files: Iterable[dict]) -> None:
             raise DSSError(400, "illegal_file_name", f"Illegal file name {shown!r} in bundle: {problem}.")
 
 
-def check_unique_names(files: Iterable[dict]) -> None:
+def check_unique_names(files: Iterable[dict[str, Any]]) -> None:
     """400 `duplicate_filename` for a name given twice, and `illegal_file_name` for a name that is also a directory
     of another (`d` and `d/e`): no store that keeps objects as files, and no client's download, can hold both."""
     seen: set[str] = set()
@@ -84,7 +84,7 @@ def check_unique_names(files: Iterable[dict]) -> None:
                        f"also a directory of {directories[clash][:_TITLE_NAME_CHARS]!r}.")
 
 
-def manifest_entry(requested: dict, file_metadata: dict) -> dict:
+def manifest_entry(requested: dict[str, Any], file_metadata: dict[str, Any]) -> dict[str, Any]:
     """The user's name, uuid, version and indexed flag, with the stored type, size and checksums."""
     return {
         "name": requested["name"],
@@ -97,18 +97,19 @@ def manifest_entry(requested: dict, file_metadata: dict) -> dict:
     }
 
 
-def bundle_document(files: list[dict], *, version: str, creator_uid: int) -> dict:
+def bundle_document(files: list[dict[str, Any]], *, version: str, creator_uid: int) -> dict[str, Any]:
     return {"format": BUNDLE_FORMAT, "version": version, "files": files, "creator_uid": creator_uid}
 
 
-def api_file(entry: dict) -> dict:
+def api_file(entry: dict[str, Any]) -> dict[str, Any]:
     """A manifest entry as the API shows it: `s3-etag` in storage is `s3_etag` on the wire."""
     shown = {k: v for k, v in entry.items() if k != "s3-etag"}
     shown["s3_etag"] = entry["s3-etag"]
     return shown
 
 
-def patched_files(files: list[dict], *, remove: Iterable[dict], add: list[dict]) -> list[dict]:
+def patched_files(files: list[dict[str, Any]], *, remove: Iterable[dict[str, Any]],
+                  add: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Drop entries matching a (name, uuid, version) triple to remove, then append the added ones."""
     doomed = {(f["name"], f["uuid"].lower(), f["version"]) for f in remove}
     kept = [f for f in files if (f["name"], f["uuid"], f["version"]) not in doomed]
@@ -117,7 +118,7 @@ def patched_files(files: list[dict], *, remove: Iterable[dict], add: list[dict])
     return result
 
 
-def tombstone_document(email: str, reason: str, version: str | None = None) -> dict:
+def tombstone_document(email: str, reason: str, version: str | None = None) -> dict[str, Any]:
     doc = {"email": email, "reason": reason, "admin_deleted": True}
     if version:
         doc["version"] = version
@@ -138,7 +139,7 @@ class VersionListing:
             oid = _parse(key)
             if oid is None or oid.uuid != uuid:
                 continue
-            if oid.tombstone and oid.version is None:
+            if oid.version is None:  # only a tombstone may lack a version (ObjectId checks)
                 listing.all_dead = True
             elif oid.tombstone:
                 listing.dead_versions.add(oid.version)
@@ -161,7 +162,8 @@ def live_bundles(keys: Iterable[str]) -> Iterator[tuple[str, str, str]]:
     Tombstones sort after the versions they kill (`uuid.v`, `uuid.v.dead`, ..., `uuid.dead`), so one uuid's keys
     are contiguous: they are held until the uuid changes, which keeps memory to one uuid's versions.
     """
-    group_uuid, group = None, []
+    group_uuid: str | None = None
+    group: list[tuple[ObjectId, str]] = []
     for key in keys:
         oid = _parse(key)
         if oid is None:
@@ -178,7 +180,7 @@ def _live_in_group(group: list[tuple[ObjectId, str]]) -> Iterator[tuple[str, str
         return
     dead = {oid.version for oid, _ in group if oid.tombstone}
     for oid, key in group:
-        if not oid.tombstone and oid.version not in dead:
+        if oid.version is not None and not oid.tombstone and oid.version not in dead:
             yield oid.uuid, oid.version, key
 
 

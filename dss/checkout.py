@@ -23,9 +23,25 @@ from dataclasses import dataclass
 
 import boto3
 
-from .checkout_rules import (FAILED, MAX_JOB_ATTEMPTS, RUNNING, SUCCEEDED, TERMINAL, Freshness, Pending,
-                             RetryToken, bundle_object_key, bundle_target, checkout_failed, destination_error,
-                             expected_seconds, marker_key, notification_message, status_document, status_key)
+from .checkout_rules import (
+    FAILED,
+    MAX_JOB_ATTEMPTS,
+    RUNNING,
+    SUCCEEDED,
+    TERMINAL,
+    Freshness,
+    Pending,
+    RetryToken,
+    bundle_object_key,
+    bundle_target,
+    checkout_failed,
+    destination_error,
+    expected_seconds,
+    marker_key,
+    notification_message,
+    status_document,
+    status_key,
+)
 from .checksums import checksums_from_blob_key, s3_part_size
 from .config import Settings
 from .errors import DSSError
@@ -96,15 +112,15 @@ def copy_verified(rs: ReplicaStore, settings: Settings, wanted: Wanted, dst_buck
     """Server-side copy of a primary blob, pinned to the revision it had when we looked, then checked."""
     try:
         source = rs.store.head(rs.bucket, wanted.src_key)
-    except BlobNotFound:
-        raise JobFailed(f"{wanted.src_key} is missing from the primary bucket")
+    except BlobNotFound as e:
+        raise JobFailed(f"{wanted.src_key} is missing from the primary bucket") from e
     try:
         info = rs.store.copy(rs.bucket, wanted.src_key, dst_bucket, dst_key, part_size=s3_part_size(source.size),
                              concurrency=settings.copy_concurrency, expected_revision=source.revision)
-    except BlobAccessDenied:
-        raise JobFailed(f"the DSS may not write to bucket {dst_bucket}")
-    except BlobNotFound:
-        raise JobFailed(f"bucket {dst_bucket} no longer exists")
+    except BlobAccessDenied as e:
+        raise JobFailed(f"the DSS may not write to bucket {dst_bucket}") from e
+    except BlobNotFound as e:
+        raise JobFailed(f"bucket {dst_bucket} no longer exists") from e
     if info.size != wanted.size or info.native_checksum not in (wanted.native_checksum, source.native_checksum):
         rs.store.delete(dst_bucket, dst_key)
         raise JobFailed(f"the copy of {wanted.src_key} has {rs.store.native_checksum_name} {info.native_checksum}, "
@@ -161,7 +177,7 @@ def _latest_job(rs: ReplicaStore, target: str, expected: float, now: float) -> P
 def _await(rs: ReplicaStore, bus: Bus, job: dict, *, target: str, expected: float, token: RetryToken | None,
            now: float) -> Pending:
     """The job a reader waits for: the one its token names while it runs, else a running one, else a new one."""
-    if token is not None and token.job_id:
+    if token is not None and token.job_id and token.start_time is not None:  # a token has both or neither
         pending = Pending(token.job_id, token.start_time, expected)
         status = job_status(rs, token.job_id)
         if status is not None and status["status"] == FAILED:
@@ -184,7 +200,7 @@ def checkout_file(settings: Settings, rs: ReplicaStore, bus: Bus, document: dict
     target = wanted.src_key
     job = {"kind": "file", "key": wanted.src_key, "size": wanted.size, "refresh_before": fresh.refresh_before(now)}
     expected = expected_seconds(wanted.size, settings.checkout_throughput)
-    if _servable(rs, fresh, copy, wanted, now):
+    if copy is not None and _servable(rs, fresh, copy, wanted, now):
         if fresh.refresh_due(copy.modified, now):
             _await(rs, bus, job, target=target, expected=expected, token=None, now=now)  # refresh, still served
         return None
@@ -192,7 +208,7 @@ def checkout_file(settings: Settings, rs: ReplicaStore, bus: Bus, document: dict
         try:
             copy_verified(rs, settings, wanted, rs.checkout_bucket, wanted.src_key)
         except JobFailed as e:
-            raise checkout_failed(str(e))
+            raise checkout_failed(str(e)) from e
         return None
     return _await(rs, bus, job, target=target, expected=expected, token=token, now=now)
 
@@ -218,8 +234,8 @@ def checkout_bundle(settings: Settings, rs: ReplicaStore, bus: Bus, uuid: str, m
            "refresh_before": fresh.refresh_before(now)}
     target, expected = bundle_target(uuid, version), _bundle_expected(settings, files)
     found = [copies.get(bundle_object_key(uuid, version, f["name"])) for f in files]
-    if all(_servable(rs, fresh, copy, Wanted.of(rs, f), now) for copy, f in zip(found, files)):
-        if any(fresh.refresh_due(copy.modified, now) for copy in found):
+    if all(_servable(rs, fresh, copy, Wanted.of(rs, f), now) for copy, f in zip(found, files, strict=True)):
+        if any(fresh.refresh_due(copy.modified, now) for copy in found if copy is not None):
             _await(rs, bus, job, target=target, expected=expected, token=None, now=now)  # refresh, still served
         return None
     return _await(rs, bus, job, target=target, expected=expected, token=token, now=now)
@@ -249,7 +265,7 @@ def start_bundle_checkout(settings: Settings, rs: ReplicaStore, bus: Bus, uuid: 
     manifest = load_manifest(rs, uuid, version)
     uuid, version = uuid.lower(), manifest["version"]
     user_bucket = destination is not None and destination != rs.checkout_bucket
-    if user_bucket:
+    if destination is not None and user_bucket:
         problem = destination_problem(rs, destination)
         if problem:
             raise DSSError(400, "illegal_arguments", f"Cannot check out to {destination!r}: {problem}.")
@@ -301,7 +317,7 @@ def _run_bundle_job(settings: Settings, rs: ReplicaStore, job: dict) -> str:
         files = load_manifest(rs, uuid, version)["files"]
     except DSSError as e:
         if e.status == 404:
-            raise JobFailed(f"bundle {uuid}.{version} does not exist (or was deleted)")
+            raise JobFailed(f"bundle {uuid}.{version} does not exist (or was deleted)") from e
         raise
     if job["destination"]:
         problem = destination_problem(rs, bucket)

@@ -18,6 +18,7 @@ import json
 import math
 import re
 from dataclasses import dataclass
+from typing import Any
 
 from .errors import DSSError
 
@@ -80,7 +81,7 @@ class RetryToken:
     start_time: float | None = None
 
     @classmethod
-    def parse(cls, parsed: dict) -> "RetryToken":
+    def parse(cls, parsed: dict[str, Any]) -> "RetryToken":
         """From the JSON object the API parsed (`attempts` is known to be there); 400 illegal_token if malformed."""
         attempts, job_id, start = parsed.get("attempts"), parsed.get("job_id"), parsed.get("start_time")
         if (not isinstance(attempts, int) or isinstance(attempts, bool) or attempts < 0
@@ -135,8 +136,8 @@ def bundle_object_key(uuid: str, version: str, name: str) -> str:
     return f"{bundle_target(uuid, version)}/{name}"
 
 
-def status_document(status: str, job: dict, *, now: float, attempts: int = 0, location: str | None = None,
-                    cause: str | None = None, notification: str | None = None) -> dict:
+def status_document(status: str, job: dict[str, Any], *, now: float, attempts: int = 0, location: str | None = None,
+                    cause: str | None = None, notification: str | None = None) -> dict[str, Any]:
     doc = {"status": status, "job_id": job["job_id"], "kind": job["kind"], "replica": job["replica"],
            "started_at": job["start_time"], "updated_at": now, "attempts": attempts}
     for name, value in (("location", location), ("cause", cause), ("notification", notification)):
@@ -145,7 +146,7 @@ def status_document(status: str, job: dict, *, now: float, attempts: int = 0, lo
     return doc
 
 
-def public_status(doc: dict) -> dict:
+def public_status(doc: dict[str, Any]) -> dict[str, Any]:
     """What GET /bundles/checkout/{id} shows."""
     return {k: doc[k] for k in ("status", "location", "cause", "notification") if k in doc}
 
@@ -166,7 +167,7 @@ def destination_error(scheme: str, bucket: str, reserved: tuple[str, ...]) -> st
     return None
 
 
-def notification_message(doc: dict, what: str) -> tuple[str, str]:
+def notification_message(doc: dict[str, Any], what: str) -> tuple[str, str]:
     """Subject and body of the email sent when a checkout job ends."""
     subject = f"DSS checkout of {what}: {doc['status']}"
     if doc["status"] == SUCCEEDED:

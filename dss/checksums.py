@@ -5,7 +5,7 @@ import functools
 import hashlib
 import math
 import re
-from dataclasses import dataclass, asdict
+from dataclasses import asdict, dataclass
 from typing import BinaryIO, Iterable
 
 import google_crc32c

@@ -7,7 +7,7 @@ type names a JSON fragment (the JSON Pointer `fragment`) inside the JSON of file
 from __future__ import annotations
 
 import json
-from typing import Iterable
+from typing import Any, Iterable
 
 import jsonpointer
 
@@ -18,25 +18,25 @@ OBJECT_LINK_TYPES = frozenset({"file", "bundle", "collection"})
 DESCRIPTIVE_FIELDS = ("name", "description", "details")
 
 
-def normalize_item(item: dict) -> dict:
+def normalize_item(item: dict[str, Any]) -> dict[str, Any]:
     """A copy with the uuid lower-cased, as stored keys are, so that spellings of one link compare equal."""
     return {**item, "uuid": item["uuid"].lower()}
 
 
-def _identity(item: dict) -> str:
+def _identity(item: dict[str, Any]) -> str:
     # Items are JSON objects: equal items have equal canonical JSON, whatever their key order.
     return json.dumps(item, sort_keys=True, separators=(",", ":"))
 
 
-def dedupe(items: Iterable[dict]) -> list[dict]:
+def dedupe(items: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     """Each distinct item once, in order of first appearance."""
-    seen: dict[str, dict] = {}
+    seen: dict[str, dict[str, Any]] = {}
     for item in items:
         seen.setdefault(_identity(item), item)
     return list(seen.values())
 
 
-def collection_document(body: dict, owner: str) -> dict:
+def collection_document(body: dict[str, Any], owner: str) -> dict[str, Any]:
     """The stored document of a PUT body: contents normalized and deduplicated, owned by `owner`."""
     return {
         "name": body["name"],
@@ -47,7 +47,7 @@ def collection_document(body: dict, owner: str) -> dict:
     }
 
 
-def apply_patch(document: dict, patch: dict) -> dict:
+def apply_patch(document: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
     """The next version: replace the descriptive fields given, drop exact matches of remove_contents, then append
     add_contents, keeping each item once. Items to remove that are absent are ignored."""
     updated = {**document, **{k: patch[k] for k in DESCRIPTIVE_FIELDS if patch.get(k) is not None}}
@@ -58,23 +58,23 @@ def apply_patch(document: dict, patch: dict) -> dict:
     return updated
 
 
-def new_items(before: Iterable[dict], after: Iterable[dict]) -> list[dict]:
+def new_items(before: Iterable[dict[str, Any]], after: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     """Items of `after` that `before` lacks: the only ones a PATCH must verify."""
     known = {_identity(item) for item in before}
     return [item for item in after if _identity(item) not in known]
 
 
-def is_object_link(item: dict) -> bool:
+def is_object_link(item: dict[str, Any]) -> bool:
     return item["type"] in OBJECT_LINK_TYPES
 
 
-def linked_key(item: dict) -> str:
+def linked_key(item: dict[str, Any]) -> str:
     """The key of the object a link names: `{type}s/{uuid}.{version}`, or the file holding a fragment."""
     kind = f"{item['type']}s" if is_object_link(item) else "files"
     return ObjectId(kind, item["uuid"], item["version"]).to_key()
 
 
-def link_problem(item: dict) -> str | None:
+def link_problem(item: dict[str, Any]) -> str | None:
     """What is wrong with a link on its face (before looking anything up), or None."""
     if not is_uuid(item["uuid"]) or not is_version(item["version"]):
         return f"{item['uuid']!r} / {item['version']!r} is not a uuid and a DSS_VERSION"
@@ -90,7 +90,7 @@ def link_problem(item: dict) -> str | None:
     return None
 
 
-def resolve_fragment(document, fragment: str):
+def resolve_fragment(document: Any, fragment: str) -> Any:
     """The value the JSON Pointer `fragment` designates in `document`; LookupError if there is none."""
     try:
         return jsonpointer.resolve_pointer(document, fragment)
@@ -103,6 +103,6 @@ def _shorten(text: str, limit: int = 120) -> str:
     return text if len(text) <= limit else text[:limit] + "…"
 
 
-def describe(item: dict) -> str:
+def describe(item: dict[str, Any]) -> str:
     return f"{item['type']} {item['uuid']}.{item['version']}" + (
         f"#{item['fragment']}" if "fragment" in item and not is_object_link(item) else "")

@@ -59,7 +59,7 @@ class Settings:
     checkout_concurrency: int = 16
     notification_sender: str = ""
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         if self.checkout_ttl <= self.signed_url_ttl:
             raise ValueError("DSS_CHECKOUT_TTL_SECONDS must exceed DSS_SIGNED_URL_TTL_SECONDS: a URL must not "
                              "outlive the checkout copy it points at")

@@ -1,6 +1,8 @@
 """One family of errors, turned into application/problem+json in one place (dss.app)."""
 from __future__ import annotations
 
+from typing import Any
+
 PROBLEM_JSON = "application/problem+json"
 
 
@@ -15,6 +17,6 @@ class DSSError(Exception):
         self.headers = headers or {}
 
 
-def problem_body(status: int, code: str, title: str, stacktrace: str = "") -> dict:
+def problem_body(status: int, code: str, title: str, stacktrace: str = "") -> dict[str, Any]:
     return {"status": status, "code": code, "title": title, "stacktrace": stacktrace}
 

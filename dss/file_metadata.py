@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Any
 
 from .checksums import CHECKSUM_NAMES, Checksums, invalid_checksum_names
 from .errors import DSSError
@@ -60,7 +61,7 @@ def staging_checksums(user_metadata: dict[str, str]) -> Checksums:
 
 
 def file_metadata_document(checksums: Checksums, *, size: int, content_type: str, creator_uid: int,
-                           version: str) -> dict:
+                           version: str) -> dict[str, Any]:
     return {
         "format": FILE_METADATA_FORMAT,
         "creator_uid": creator_uid,
@@ -74,18 +75,18 @@ def file_metadata_document(checksums: Checksums, *, size: int, content_type: str
     }
 
 
-def checksums_of(document: dict) -> Checksums:
+def checksums_of(document: dict[str, Any]) -> Checksums:
     return Checksums(sha256=document["sha256"], sha1=document["sha1"], s3_etag=document["s3-etag"],
                      crc32c=document["crc32c"])
 
 
-def same_file(a: dict, b: dict) -> bool:
+def same_file(a: dict[str, Any], b: dict[str, Any]) -> bool:
     """An identical repeat of PUT /files: same bytes, size, content type and creator. Extra keys are tolerated."""
     keys = ("creator_uid", "version", "content-type", "size", "crc32c", "s3-etag", "sha1", "sha256")
     return all(a.get(k) == b.get(k) for k in keys)
 
 
-def dss_headers(document: dict) -> dict[str, str]:
+def dss_headers(document: dict[str, Any]) -> dict[str, str]:
     return {
         "X-DSS-CREATOR-UID": str(document["creator_uid"]),
         "X-DSS-VERSION": document["version"],

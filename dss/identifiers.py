@@ -57,7 +57,7 @@ class ObjectId:
     version: str | None = None
     tombstone: bool = False
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         if self.kind not in ("files", "bundles", "collections"):
             raise ObjectIdentifierError(f"unknown kind {self.kind!r}")
         if not is_uuid(self.uuid):

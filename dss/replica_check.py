@@ -25,7 +25,7 @@ import json
 import logging
 import math
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Callable, Iterable, Iterator
 
@@ -50,7 +50,7 @@ REPAIRED = "repaired"
 MAX_DEPENDENCY_DEPTH = 6
 
 
-def other(replica: str) -> str:
+def other(replica: str | None) -> str:
     return "gcp" if replica == "aws" else "aws"
 
 
@@ -136,13 +136,13 @@ def merge_sorted(left: Iterable[str], right: Iterable[str]) -> Iterator[tuple[st
     left, right = _ascending(left, "left"), _ascending(right, "right")
     a, b = next(left, None), next(right, None)
     while a is not None or b is not None:
-        if b is None or (a is not None and a < b):
+        if a is not None and (b is None or a < b):
             yield a, True, False
             a = next(left, None)
-        elif a is None or b < a:
+        elif b is not None and (a is None or b < a):
             yield b, False, True
             b = next(right, None)
-        else:
+        elif a is not None:  # the same key on both sides
             yield a, True, True
             a, b = next(left, None), next(right, None)
 
@@ -188,7 +188,7 @@ def same_content(a: bytes, b: bytes) -> bool:
 def compare_copies(key: str, kind: str, copies: dict[str, Copy | None]) -> list[Finding]:
     """`missing` and `differs` findings for one key, from what each replica holds (None: absent)."""
     present = [r for r in REPLICAS if copies[r] is not None]
-    problems = {r: blob_copy_problem(key, copies[r]) for r in present} if kind == "blob" else {}
+    problems = {r: blob_copy_problem(key, c) for r in present if (c := copies[r]) is not None} if kind == "blob" else {}
     if len(present) == 1:
         (have,) = present
         if problems.get(have):
@@ -197,6 +197,7 @@ def compare_copies(key: str, kind: str, copies: dict[str, Copy | None]) -> list[
     if len(present) == 0:
         return []
     aws, gcp = copies["aws"], copies["gcp"]
+    assert aws is not None and gcp is not None  # both present: the cases above took one or none
     if kind == "blob":
         bad = [r for r in REPLICAS if problems[r]]
         if len(bad) == 1:
@@ -207,9 +208,10 @@ def compare_copies(key: str, kind: str, copies: dict[str, Copy | None]) -> list[
         if aws.size != gcp.size:
             return [Finding(DIFFERS, key, None, None, f"sizes differ: aws {aws.size}, gcp {gcp.size}")]
         return []
-    if not same_content(aws.body, gcp.body):
+    aws_body, gcp_body = aws.body or b"", gcp.body or b""  # a metadata copy always carries its bytes
+    if not same_content(aws_body, gcp_body):
         return [Finding(DIFFERS, key, None, None,
-                        f"contents differ (aws {len(aws.body)} bytes, gcp {len(gcp.body)} bytes)")]
+                        f"contents differ (aws {len(aws_body)} bytes, gcp {len(gcp_body)} bytes)")]
     return []
 
 
@@ -280,7 +282,7 @@ def _ordered_map(fn: Callable, items: Iterable, workers: int) -> Iterator:
     """fn over items on a thread pool, results in input order, with a bounded number in flight."""
     window = workers * 4
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="replica-check") as pool:
-        pending = collections.deque()
+        pending: collections.deque[Future] = collections.deque()
         try:
             for item in items:
                 pending.append(pool.submit(fn, item))
@@ -344,7 +346,7 @@ class ReplicaChecker:
         return KeyReport(key, DIVERGED, findings)
 
     def _observe(self, key: str, kind: str, listed: dict[str, bool]) -> dict[str, Copy | None]:
-        copies = {}
+        copies: dict[str, Copy | None] = {}
         for r in REPLICAS:
             rs = self.sides[r]
             try:
@@ -364,8 +366,9 @@ class ReplicaChecker:
         findings = compare_copies(key, kind, copies)
         if kind == "metadata":
             for r in REPLICAS:
-                if copies[r] is not None:
-                    findings += self._orphans(key, r, copies[r].body)
+                copy = copies[r]
+                if copy is not None:
+                    findings += self._orphans(key, r, copy.body or b"")
         return findings
 
     def _orphans(self, key: str, replica: str, body: bytes) -> list[Finding]:
@@ -418,13 +421,13 @@ class ReplicaChecker:
             source = self.repair_metadata_from
             self._overwrite(source, other(source), f.key)
             return
-        if f.source is None:
+        if f.source is None or f.replica is None:  # a finding with a source always names its replica
             raise RepairFailed("no good copy to repair from")
         if f.cls == MISSING:
             self._replicate(f.source, f.replica, f.key)
         elif f.cls == DIFFERS:
             self._overwrite(f.source, f.replica, f.key)
-        elif f.cls == ORPHANED:
+        elif f.cls == ORPHANED and f.dependency is not None:  # an orphan finding always names it
             self._replicate(f.source, f.replica, f.dependency)
 
     def _overwrite(self, source: str, dest: str, key: str) -> None:
@@ -435,13 +438,16 @@ class ReplicaChecker:
         self._replicate(source, dest, key)
 
     def _replicate(self, source: str, dest: str, key: str, depth: int = 0) -> None:
+        replicate = self._replicate_fn
+        if replicate is None:
+            raise RepairFailed("this checker was not built to repair")
         try:
-            outcome = self._replicate_fn(source, dest, key)
+            outcome = replicate(source, dest, key)
         except NotReady as e:
             if depth >= MAX_DEPENDENCY_DEPTH:
                 raise RepairFailed(f"{key}: dependencies nested too deep ({e})") from e
             self._replicate_dependencies(source, dest, key, depth)
-            outcome = self._replicate_fn(source, dest, key)
+            outcome = replicate(source, dest, key)
         if outcome not in ("copied", "present"):
             raise RepairFailed(f"replication of {key} from {source} to {dest} answered {outcome!r}")
         logger.info("%s: %s from %s to %s", key, outcome, source, dest)

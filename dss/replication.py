@@ -134,7 +134,7 @@ def _jobs(body: dict, deps: Deps) -> list[tuple[str, str, str, str | None, int |
     """(source replica, destination replica, key, event time, size) of each object the message names."""
     if "source_replica" in body:
         return [(body["source_replica"], body["dest_replica"], body["key"], None, None)]
-    jobs = []
+    jobs: list[tuple[str, str, str, str | None, int | None]] = []
     for event in object_events(body):
         if event.bucket != deps.replicas[event.replica].bucket:
             logger.info("skipped %s/%s: not the primary bucket of %s", event.bucket, event.key, event.replica)
@@ -311,7 +311,7 @@ def _missing_in_first_batch(rs: ReplicaStore, keys: list[str]) -> list[str]:
         for start in range(0, len(keys), DEPENDENCY_BATCH):
             batch = keys[start:start + DEPENDENCY_BATCH]
             present = list(pool.map(lambda k: _exists(rs, k), batch))
-            missing = [k for k, there in zip(batch, present) if not there]
+            missing = [k for k, there in zip(batch, present, strict=True) if not there]
             if missing:
                 return missing
     return []
@@ -370,6 +370,8 @@ def _copy_blob(src: ReplicaStore, dst: ReplicaStore, key: str, source: BlobInfo)
     """Copy a blob, verified before it becomes visible, and checked again once it is. False: a racing copy of the
     same blob (a duplicated event) finished first."""
     checksums = checksums_from_blob_key(key)
+    if checksums is None:
+        raise ValueError(f"{key} is not a blob key")
     expected = getattr(checksums, dst.store.native_checksum_name)
     try:
         if source.size <= SMALL_BLOB_MAX:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any
+from typing import Any, Iterable
 
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -78,13 +78,13 @@ def check_json_body(body: bytes, content_type: str | None) -> None:
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError as e:
-        raise DSSError(400, "illegal_arguments", f"The request body is not UTF-8: {e.reason} at byte {e.start}.")
+        raise DSSError(400, "illegal_arguments", f"The request body is not UTF-8: {e.reason} at byte {e.start}.") from e
     try:
         document = json.loads(text, parse_constant=_refuse_constant)
-    except RecursionError:
-        raise _too_deep()
+    except RecursionError as e:
+        raise _too_deep() from e
     except ValueError as e:  # JSONDecodeError, and numbers Python will not convert (over 4,300 digits)
-        raise DSSError(400, "illegal_arguments", f"The request body is not JSON: {e}")
+        raise DSSError(400, "illegal_arguments", f"The request body is not JSON: {e}") from e
     if checked_depth(document) > MAX_JSON_DEPTH:
         raise _too_deep()
 
@@ -93,6 +93,7 @@ def checked_depth(document: Any) -> int:
     """How deep arrays and objects nest (a scalar is 0), without recursion; raises the 400 for a string (key or
     value) with a lone surrogate, which JSON can escape (`\\ud800`) but no UTF-8 store or header can hold."""
     deepest, stack = 0, [(document, 1)]
+    children: Iterable[Any]
     while stack:
         value, depth = stack.pop()
         if isinstance(value, str):

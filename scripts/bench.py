@@ -42,7 +42,7 @@ from boto3.s3.transfer import TransferConfig
 from opensearchpy import helpers as search_helpers
 
 from dss.bundle_manifest import bundle_document, manifest_entry
-from dss.checksums import MiB, Checksummer, Checksums, compute_checksums_of_bytes
+from dss.checksums import Checksummer, Checksums, MiB, compute_checksums_of_bytes
 from dss.config import Settings
 from dss.events.bus import Bus, Topology
 from dss.events.records import s3_record
@@ -263,7 +263,7 @@ class Bench:
             _, r = self.put_bundle(files, version)
             seconds = time.perf_counter() - start
             assert r.status_code == 201, r.text[:300]
-            raw = len(files) / rate(lambda i: rs.store.get(rs.bucket, file_key(files[i]["uuid"], version)),
+            raw = len(files) / rate(lambda i, files=files: rs.store.get(rs.bucket, file_key(files[i]["uuid"], version)),
                                     len(files), self.settings.bundle_lookup_concurrency)
             results[f"PUT {size} files s"] = seconds
             results[f"raw {size} GETs s"] = raw

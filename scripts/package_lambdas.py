@@ -253,7 +253,7 @@ def finish_terraform(name: str, out: pathlib.Path, stage: str, env: dict[str, st
     generated.pop("terraform", None)
     resources = generated["resource"]
     signed = _sign_in_terraform(resources, name, out, deployment)
-    for key, function in resources.get("aws_lambda_function", {}).items():
+    for function in resources.get("aws_lambda_function", {}).values():
         function.pop("filename", None)
         function.pop("source_code_hash", None)
         function.update(signed["deployment.zip"])
@@ -388,7 +388,8 @@ def _account_id() -> str:
     try:
         return boto3.client("sts").get_caller_identity()["Account"]
     except Exception as e:
-        raise PackagingError(f"cannot find the AWS account id ({e}); configure AWS credentials or pass --account-id")
+        raise PackagingError(f"cannot find the AWS account id ({e}); "
+                             "configure AWS credentials or pass --account-id") from e
 
 
 if __name__ == "__main__":

@@ -16,8 +16,8 @@ import logging
 import os
 
 import boto3
-from chalice import Chalice
 
+from chalice import Chalice
 from dss.events import lambda_entry
 from dss.events.lambda_entry import deps
 from dss.storage import copy_jobs

@@ -1,4 +1,5 @@
-"""dss-index: the Chalice app whose Lambda indexes bundles and tombstones for search, then queues their notifications (dss.index.indexer).
+"""dss-index: the Chalice app whose Lambda indexes bundles and tombstones for search, then queues their
+notifications (dss.index.indexer).
 
 Trigger: the SQS queue `dss-index-{stage}`, in batches of 10, reporting partial batch failures; the local worker
 calls the same handler. Settings (timeout, memory, concurrency) are in scripts/package_lambdas.py.
@@ -7,7 +8,6 @@ import logging
 import os
 
 from chalice import Chalice
-
 from dss.events.lambda_entry import sqs_daemon
 
 logging.getLogger().setLevel(os.environ.get("DSS_LOG_LEVEL", "INFO"))

@@ -7,7 +7,6 @@ import logging
 import os
 
 from chalice import Chalice
-
 from dss.events.lambda_entry import sqs_daemon
 
 logging.getLogger().setLevel(os.environ.get("DSS_LOG_LEVEL", "INFO"))

@@ -5,13 +5,13 @@ import itertools
 
 import flask
 
-from . import assert_writable, caller_email, context, parse_retry_token
-from .checkout import bundle_urls
-from .paging import next_url, paged
 from ..bundle_manifest import api_file, check_file_names, check_unique_names, patched_files
 from ..errors import DSSError
 from ..identifiers import new_version
 from ..storage.bundles import FileLookup, enumerate_live, load_manifest, save_manifest, tombstone
+from . import assert_writable, caller_email, context, parse_retry_token
+from .checkout import bundle_urls
+from .paging import next_url, paged
 
 
 def _lookup(rs) -> FileLookup:
@@ -37,7 +37,7 @@ def get(uuid: str, replica: str, version: str | None = None, directurls: bool = 
         urls = bundle_urls(ctx, rs, uuid, manifest, page, token=token, direct=directurls)
         if isinstance(urls, flask.Response):
             return urls
-        for shown, url in zip(files, urls):
+        for shown, url in zip(files, urls, strict=True):
             shown["url"] = url
     body = {"bundle": {"uuid": uuid.lower(), "version": manifest["version"], "files": files,
                        "creator_uid": manifest["creator_uid"]}}

@@ -7,14 +7,14 @@ import time
 
 import flask
 
-from . import AppContext, assert_writable, bodiless_response, context, parse_retry_token
-from .paging import next_url
 from ..checkout import api_bus, checkout_bundle, checkout_file, job_status, start_bundle_checkout
 from ..checkout_rules import Pending, RetryToken, bundle_object_key, public_status
 from ..errors import DSSError
 from ..file_metadata import dss_headers
 from ..storage.files import blob_key_of
 from ..storage.replicas import ReplicaStore
+from . import AppContext, assert_writable, bodiless_response, context, parse_retry_token
+from .paging import next_url
 
 
 def post(uuid: str, replica: str, version: str | None = None, body: dict | bytes | None = None):
@@ -31,8 +31,8 @@ def _checkout_request(body) -> dict:
     if isinstance(body, (bytes, str)):
         try:
             body = json.loads(body or "{}")
-        except ValueError:
-            raise DSSError(400, "illegal_arguments", "The body is not JSON.")
+        except ValueError as e:
+            raise DSSError(400, "illegal_arguments", "The body is not JSON.") from e
     body = {} if body is None else body
     if not isinstance(body, dict) or not all(isinstance(body.get(k), (str, type(None)))
                                              for k in ("destination", "email")):

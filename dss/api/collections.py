@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import logging
 
-from . import assert_writable, caller_email, context
-from .paging import paged
 from ..collections import apply_patch, collection_document, new_items
 from ..errors import DSSError
 from ..identifiers import new_version
 from ..storage import collections as store
 from ..storage.collection_owners import CollectionOwners
+from . import assert_writable, caller_email, context
+from .paging import paged
 
 logger = logging.getLogger(__name__)
 
@@ -101,8 +101,8 @@ def _owners() -> CollectionOwners:
     return CollectionOwners(context().settings.collections_table)
 
 
-def _check_owner(document: dict, email: str, uuid: str) -> None:
-    if document.get("owner") != email:
+def _check_owner(document: dict | None, email: str, uuid: str) -> None:
+    if document is None or document.get("owner") != email:
         raise _not_yours(uuid)
 
 

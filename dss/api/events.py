@@ -4,10 +4,10 @@ The journal itself is dss.events.journal.
 """
 from __future__ import annotations
 
-from . import context
-from .paging import paged
 from ..errors import DSSError
 from ..events import journal
+from . import context
+from .paging import paged
 
 
 def list_events(replica: str, from_date: str | None = None, to_date: str | None = None, per_page: int = 1,

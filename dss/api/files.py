@@ -1,10 +1,10 @@
 """HEAD, GET and PUT /files/{uuid}."""
 from __future__ import annotations
 
+from ..file_metadata import dss_headers
+from ..storage.files import file_metadata, put_file
 from . import assert_writable, bodiless_response, context, parse_retry_token
 from .checkout import file_response
-from ..file_metadata import dss_headers
-from ..storage.files import blob_key_of, file_metadata, put_file
 
 
 def head(uuid: str, replica: str, version: str | None = None):

@@ -7,10 +7,10 @@ import flask
 from opensearchpy import ConnectionError as SearchConnectionError
 from opensearchpy import NotFoundError, RequestError, TransportError
 
-from . import context
-from .paging import paged
 from ..errors import DSSError
 from ..index.backend import SearchBackend
+from . import context
+from .paging import paged
 
 # Raw documents can be large; keep pages small enough for a Lambda response (6 MB), as the original did.
 RAW_PER_PAGE = 10
@@ -40,7 +40,8 @@ def post(replica: str, body: dict, output_format: str = "summary", per_page: int
     results = []
     for hit in page:
         uuid, _, version = hit["_id"].partition(".")
-        result = {"bundle_fqid": hit["_id"], "bundle_url": f"{base}v1/bundles/{uuid}?version={version}&replica={replica}",
+        result = {"bundle_fqid": hit["_id"],
+                  "bundle_url": f"{base}v1/bundles/{uuid}?version={version}&replica={replica}",
                   "search_score": hit.get("_score")}
         if raw:
             result["metadata"] = hit.get("_source", {})
@@ -57,15 +58,15 @@ def _search(backend: SearchBackend, replica: str, request: dict) -> tuple[list[d
     except RequestError as e:
         if not _has_indices(backend, replica):
             return [], 0  # nothing indexed (yet, or since the engine restarted): not the query's fault
-        raise DSSError(400, "elasticsearch_bad_request", f"The search backend rejected the query: {_reason(e)}")
+        raise DSSError(400, "elasticsearch_bad_request", f"The search backend rejected the query: {_reason(e)}") from e
     except NotFoundError as e:
         if "index_not_found" in str(e) or "no such index" in str(e):
             return [], 0  # nothing indexed yet in this replica
-        raise DSSError(404, "elasticsearch_context_not_found", f"Search context not found: {_reason(e)}")
-    except SearchConnectionError:
-        raise DSSError(503, "service_unavailable", "The search backend is unavailable.")
+        raise DSSError(404, "elasticsearch_context_not_found", f"Search context not found: {_reason(e)}") from e
+    except SearchConnectionError as e:
+        raise DSSError(503, "service_unavailable", "The search backend is unavailable.") from e
     except TransportError as e:
-        raise DSSError(500, "internal_server_error", f"The search backend failed: {_reason(e)}")
+        raise DSSError(500, "internal_server_error", f"The search backend failed: {_reason(e)}") from e
     if response.get("_shards", {}).get("failed"):
         raise DSSError(500, "internal_server_error", "The search failed on some shards.")
     total = response["hits"]["total"]

@@ -12,12 +12,11 @@ import logging
 
 from opensearchpy import NotFoundError, RequestError, TransportError
 
-from . import assert_writable, caller_email, context
 from ..errors import DSSError
 from ..identifiers import new_version
 from ..notify.matching import search_backend
-from ..notify.subscriptions import (ELASTICSEARCH, JMESPATH, LIMIT, Subscription, SubscriptionStore, kind_of,
-                                    validate)
+from ..notify.subscriptions import ELASTICSEARCH, JMESPATH, LIMIT, Subscription, SubscriptionStore, kind_of, validate
+from . import assert_writable, caller_email, context
 
 logger = logging.getLogger(__name__)
 

@@ -6,7 +6,6 @@ message after `max_receives` failed attempts.
 """
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import os
@@ -52,14 +51,19 @@ class Bus:
         self.topology = topology
         self.sqs = sqs or boto3.client("sqs")
         self.sns = sns or boto3.client("sns")
+        # Looked up once per bus: the names are a stage's few queues and topics, which never move.
+        self._queue_urls: dict[str, str] = {}
+        self._topic_arns: dict[str, str] = {}
 
-    @functools.lru_cache(maxsize=64)
     def queue_url(self, queue_name: str) -> str:
-        return self.sqs.get_queue_url(QueueName=queue_name)["QueueUrl"]
+        if queue_name not in self._queue_urls:
+            self._queue_urls[queue_name] = self.sqs.get_queue_url(QueueName=queue_name)["QueueUrl"]
+        return self._queue_urls[queue_name]
 
-    @functools.lru_cache(maxsize=8)
     def topic_arn(self, topic_name: str) -> str:
-        return self.sns.create_topic(Name=topic_name)["TopicArn"]  # idempotent: returns the existing topic
+        if topic_name not in self._topic_arns:  # create_topic is idempotent: returns the existing topic
+            self._topic_arns[topic_name] = self.sns.create_topic(Name=topic_name)["TopicArn"]
+        return self._topic_arns[topic_name]
 
     def ensure(self) -> None:
         """Create every topic, queue, dead-letter queue and subscription (idempotent). Terraform does it in AWS."""

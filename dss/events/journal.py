@@ -195,7 +195,7 @@ def _replica_store(target, replica=None) -> ReplicaStore:
 def _identify(document: dict) -> tuple[str, str, str]:
     info = document.get("bundle_info") or {}
     uuid, version, event_type = str(info.get("uuid", "")).lower(), info.get("version"), document.get("event_type")
-    if event_type not in EVENT_TYPES or not is_uuid(uuid) or not is_version(version):
+    if event_type not in EVENT_TYPES or not is_uuid(uuid) or not isinstance(version, str) or not is_version(version):
         raise ValueError(f"not a bundle metadata document: {event_type!r} {info!r}")
     return uuid, version, event_type
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import urllib.parse
+from typing import Any
 
 from opensearchpy import NotFoundError, OpenSearch, RequestError
 
@@ -93,10 +94,11 @@ class SearchBackend:
         """
         results: list[bool] = []
         for start in range(0, len(queries), batch):
-            body = []
+            body: list[dict] = []
             for query in queries[start:start + batch]:
                 body.append({"index": self.alias(replica)})
-                body.append({"size": 0, "query": {"bool": {"must": [query], "filter": [{"ids": {"values": [doc_id]}}]}}})
+                body.append({"size": 0,
+                             "query": {"bool": {"must": [query], "filter": [{"ids": {"values": [doc_id]}}]}}})
             for response in self.client.msearch(body=body)["responses"]:
                 total = response.get("hits", {}).get("total", {}) if "error" not in response else {}
                 results.append(bool(total.get("value", 0) if isinstance(total, dict) else total))
@@ -106,7 +108,7 @@ class SearchBackend:
 def _client(settings: Settings) -> OpenSearch:
     endpoint = settings.es_endpoint
     parsed = urllib.parse.urlparse(endpoint)
-    kwargs = {"hosts": [endpoint], "timeout": settings.es_timeout, "maxsize": 32}
+    kwargs: dict[str, Any] = {"hosts": [endpoint], "timeout": settings.es_timeout, "maxsize": 32}
     if parsed.hostname and parsed.hostname.endswith(".amazonaws.com"):
         import boto3
         from opensearchpy import AWSV4SignerAuth, RequestsHttpConnection

@@ -20,7 +20,8 @@ class BundleContentError(RuntimeError):
     """A file's bytes could not be read: the bundle is not indexed now (its event is retried)."""
 
 
-def json_files(rs: ReplicaStore, manifest: dict, *, only_indexed: bool, concurrency: int = 16) -> list[tuple[str, object]]:
+def json_files(rs: ReplicaStore, manifest: dict, *, only_indexed: bool,
+               concurrency: int = 16) -> list[tuple[str, object]]:
     """(name, parsed JSON) of the bundle's JSON files, in manifest order; files that are not JSON are skipped."""
     wanted = [f for f in manifest.get("files", []) if (f.get("indexed") or not only_indexed)]
     for entry in wanted:
@@ -30,7 +31,7 @@ def json_files(rs: ReplicaStore, manifest: dict, *, only_indexed: bool, concurre
     wanted = [f for f in wanted if is_json_file(f) and f.get("size", 0) <= MAX_JSON_BYTES]
     with ThreadPoolExecutor(max_workers=concurrency) as pool:
         contents = list(pool.map(lambda entry: _read_json(rs, entry), wanted))
-    return [(entry["name"], content) for entry, content in zip(wanted, contents) if content is not _SKIP]
+    return [(entry["name"], content) for entry, content in zip(wanted, contents, strict=True) if content is not _SKIP]
 
 
 _SKIP = object()

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Any, Iterable
 
 JSON_TYPE = "application/json"
 MANIFEST_INDEX_LIMIT = 20000
@@ -71,7 +71,7 @@ def _usable(name: str) -> bool:
 
 def shape_descriptor(files: dict[str, list]) -> str | None:
     """A short description of the bundle's schema shape, which picks the index (so shapes never clash)."""
-    infos = {}
+    infos: dict[str, set[SchemaInfo]] = {}
     for key, contents in files.items():
         for content in contents:
             info = SchemaInfo.of(content)
@@ -101,7 +101,7 @@ def tombstone_index_document(uuid: str, version: str, tombstone: dict) -> dict:
 def metadata_document(event_type: str, uuid: str, version: str, *, manifest: dict | None = None,
                       files: dict[str, list] | None = None, tombstone: dict | None = None) -> dict:
     """The bundle metadata document of notifications and events: CREATE, TOMBSTONE or DELETE."""
-    doc = {"event_type": event_type, "bundle_info": {"uuid": uuid, "version": version}}
+    doc: dict[str, Any] = {"event_type": event_type, "bundle_info": {"uuid": uuid, "version": version}}
     if event_type == "CREATE":
         doc.update(manifest=manifest, files=files or {})
     elif event_type == "TOMBSTONE":

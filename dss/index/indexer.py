@@ -10,11 +10,11 @@ import functools
 import logging
 
 from ..bundle_manifest import VersionListing
+from ..events.records import object_events
 from ..identifiers import ObjectId, ObjectIdentifierError
 from ..storage.bundles import bundle_key, version_listing
 from ..storage.files import read_json
 from ..storage.replicas import ReplicaStore
-from ..events.records import object_events
 from .backend import SearchBackend
 from .bundle_content import json_files
 from .documents import group_files, index_document, metadata_document, shape_descriptor, tombstone_index_document
@@ -48,7 +48,7 @@ def index_key(deps, rs: ReplicaStore, key: str, *, notify: bool = True, journal:
     if oid.kind != "bundles":
         return 0
     listing = version_listing(rs, oid.uuid)
-    if oid.tombstone:
+    if oid.tombstone or oid.version is None:  # only a tombstone lacks a version
         versions = [oid.version] if oid.version else sorted(listing.versions)
         return sum(index_version(deps, rs, oid.uuid, v, listing, notify=notify, journal=journal) for v in versions)
     return index_version(deps, rs, oid.uuid, oid.version, listing, notify=notify, journal=journal)

@@ -20,7 +20,9 @@ def scrub(content, schema: dict):
         return [scrub(item, schema["items"]) for item in content]
     if not isinstance(content, dict):
         return content
-    properties = schema.get("properties") if isinstance(schema.get("properties"), dict) else {}
+    properties = schema.get("properties")
+    if not isinstance(properties, dict):
+        properties = {}
     closed = schema.get("additionalProperties") is False
     return {key: scrub(value, properties[key]) if isinstance(properties.get(key), dict) else value
             for key, value in content.items() if not closed or key in properties}

@@ -30,7 +30,8 @@ def patch() -> bool:
     if not hasattr(models.SQSBackend, "is_message_valid_based_on_retention_period"):
         logger.warning("moto's SQS has changed: receives stay O(queue length)")
         return False
-    models.SQSBackend.is_message_valid_based_on_retention_period = within_retention
+    # Replacing the method is the point; mypy rightly sees a patched class.
+    models.SQSBackend.is_message_valid_based_on_retention_period = within_retention  # type: ignore[method-assign,assignment]
     return True
 
 

@@ -27,7 +27,7 @@ import logging
 import os
 import sys
 import time
-from typing import Iterable, Iterator
+from typing import Iterable, Iterator, Mapping
 
 from ..bundle_manifest import VersionListing
 from ..events.journal import BY_ID_PREFIX
@@ -78,7 +78,7 @@ def requeue_copy_jobs(deps: Deps, state: AsyncState) -> int:
     return batcher.sent
 
 
-def one_sided(listings: dict[str, Iterable[str]]) -> Iterator[tuple[str, str]]:
+def one_sided(listings: Mapping[str, Iterable[str]]) -> Iterator[tuple[str, str]]:
     """(replica that has it, key) for each DSS key in exactly one of two ascending listings."""
     for key, in_aws, in_gcp in merge_sorted(listings["aws"], listings["gcp"]):
         if in_aws != in_gcp and key_kind(key) is not None:
@@ -118,6 +118,8 @@ def unjournaled(bundle_keys: Iterable[str], marker_keys: Iterable[str]) -> Itera
     markers = itertools.groupby(marker_keys, key=_uuid_of_marker)
     marker_uuid, marker_group = next(markers, (None, iter(())))
     for uuid, keys in bundles:
+        if uuid is None:  # filtered out above
+            continue
         while marker_uuid is not None and marker_uuid < uuid:
             marker_uuid, marker_group = next(markers, (None, iter(())))
         journaled = set(k[len(BY_ID_PREFIX):] for k in marker_group) if marker_uuid == uuid else set()

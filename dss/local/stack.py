@@ -236,7 +236,7 @@ def listening_ports(pid: int) -> set[tuple[str, int]]:
         processes = [root] + root.children(recursive=True)
     except psutil.NoSuchProcess:
         return set()
-    found = set()
+    found: set[tuple[str, int]] = set()
     for process in processes:
         try:
             connections = (process.net_connections(kind="inet") if hasattr(process, "net_connections")

@@ -166,7 +166,7 @@ def forbidden_target(url: str, stage: str) -> str | None:
         addresses = {info[4][0] for info in socket.getaddrinfo(parsed.hostname, parsed.port or 443)}
     except OSError:
         return None  # name resolution failed: the attempt fails and is retried
-    if any(not ipaddress.ip_address(address.split("%")[0]).is_global for address in addresses):
+    if any(not ipaddress.ip_address(str(address).split("%")[0]).is_global for address in addresses):
         return f"callback_url host {parsed.hostname} resolves to a non-global address"
     return None
 
@@ -186,7 +186,8 @@ class DeliveryLedger:
         try:
             self.client.put_item(
                 TableName=self.table,
-                Item={"notification_id": {"S": nid}, "state": {"S": "sending"}, "subscription": {"S": subscription_uuid},
+                Item={"notification_id": {"S": nid}, "state": {"S": "sending"},
+                      "subscription": {"S": subscription_uuid},
                       "lease_until": {"N": str(now + lease_seconds)}, "expires": {"N": str(_expires(now))}},
                 ConditionExpression="attribute_not_exists(notification_id) OR (#s = :sending AND lease_until < :now)",
                 ExpressionAttributeNames={"#s": "state"},

@@ -50,7 +50,7 @@ def notify_for_event(deps, replica: str, event_type: str, uuid: str, version: st
     queried = [s for s in subscriptions if s.kind == ELASTICSEARCH and s.percolated_query is not None]
     if queried and index_doc_id:
         hits = es_matches(search_backend(settings), replica, index_doc_id, [s.percolated_query for s in queried])
-        matched += [s for s, hit in zip(queried, hits) if hit]
+        matched += [s for s, hit in zip(queried, hits, strict=False) if hit]
     event_timestamp = new_version()
     jobs = [notify_job(s, event_type, uuid, version, metadata_document, event_timestamp, settings.notify_delays)
             for s in matched]

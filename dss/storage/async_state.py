@@ -17,7 +17,7 @@ import datetime
 import decimal
 import time
 from dataclasses import dataclass
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 
@@ -116,7 +116,10 @@ class AsyncState:
         """
         now = self.clock()
         fields = {**fields, "updated": iso_time(now), TTL_ATTRIBUTE: int(now + TTL_SECONDS)}
-        names, values, sets, adds = {}, {":task": task_id}, [], []
+        names: dict[str, str] = {}
+        values: dict[str, Any] = {":task": task_id}
+        sets: list[str] = []
+        adds: list[str] = []
         for i, (name, value) in enumerate(fields.items()):
             names[f"#f{i}"], values[f":f{i}"] = name, value
             sets.append(f"#f{i} = :f{i}")
@@ -143,7 +146,7 @@ class AsyncState:
 
     def finish(self, key: str, task_id: str, status: str, failure: Failure | None = None) -> bool:
         """Mark the job SUCCEEDED or FAILED. False if it was not this task's RUNNING job any more."""
-        extra = {"failure": failure.as_dict()} if failure else {}
+        extra: dict[str, Any] = {"failure": failure.as_dict()} if failure else {}
         return self.update(key, task_id, status=status, **extra) is not None
 
     def delete(self, key: str, task_id: str) -> None:

@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import abc
 import datetime
+import io
 from dataclasses import dataclass, field
-from typing import BinaryIO, Iterator
+from typing import Any, BinaryIO, Iterator
 
 
 class BlobStoreError(Exception):
@@ -76,6 +77,8 @@ class BlobStore(abc.ABC):
 
     scheme: str  # "s3" or "gs"
     native_checksum_name: str  # "s3_etag" or "crc32c"
+    # The raw boto3 or google-cloud-storage client, which storage/copy_jobs.py and storage/stats.py still use.
+    client: Any
 
     @abc.abstractmethod
     def put(self, bucket: str, key: str, data: bytes, *, content_type: str = "application/octet-stream",
@@ -83,7 +86,7 @@ class BlobStore(abc.ABC):
         """Write bytes; with create_only, raise BlobAlreadyExists if the key exists (where the server enforces it)."""
 
     @abc.abstractmethod
-    def upload(self, bucket: str, key: str, stream: BinaryIO, *, size: int, part_size: int,
+    def upload(self, bucket: str, key: str, stream: BinaryIO | io.RawIOBase, *, size: int, part_size: int,
                content_type: str = "application/octet-stream", metadata: dict[str, str] | None = None) -> BlobInfo:
         """Stream bytes in, in parts of part_size (multipart when there is more than one part)."""
 

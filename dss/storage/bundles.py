@@ -9,8 +9,14 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Iterator
 
-from ..bundle_manifest import (VersionListing, bundle_document, check_unique_names, live_bundles, manifest_entry,
-                               tombstone_document)
+from ..bundle_manifest import (
+    VersionListing,
+    bundle_document,
+    check_unique_names,
+    live_bundles,
+    manifest_entry,
+    tombstone_document,
+)
 from ..errors import DSSError
 from ..identifiers import ObjectId, file_key, uuid_prefix
 from .files import read_json, write_immutable_json
@@ -36,7 +42,7 @@ class FileLookup:
         with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
             while True:
                 missing = [fqid for fqid in wanted if fqid not in found]
-                for fqid, doc in zip(missing, pool.map(self._read, missing)):
+                for fqid, doc in zip(missing, pool.map(self._read, missing), strict=True):
                     if doc is not None:
                         found[fqid] = doc
                 missing = [fqid for fqid in wanted if fqid not in found]

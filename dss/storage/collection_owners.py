@@ -16,6 +16,7 @@ from __future__ import annotations
 import itertools
 import logging
 import time
+from typing import Any
 
 from .dynamodb_tables import create_table_if_missing, dynamodb  # noqa: F401 (dynamodb: imported from here too)
 
@@ -103,7 +104,8 @@ class CollectionOwners:
     def _all(self, owner: str, start_key: dict | None, **kwargs):
         """The owner's items after start_key (from the first when None), fetched page by page as consumed."""
         while True:
-            response = self._query(owner, **kwargs, **({"ExclusiveStartKey": start_key} if start_key else {}))
+            after: dict[str, Any] = {"ExclusiveStartKey": start_key} if start_key else {}
+            response = self._query(owner, **kwargs, **after)
             yield from response["Items"]
             start_key = response.get("LastEvaluatedKey")
             if not start_key:
@@ -113,7 +115,7 @@ class CollectionOwners:
         """The key to continue after the first `count` entries, and whether the entries ran out first."""
         start_key = None
         while count > 0:
-            kwargs = {"ExclusiveStartKey": start_key} if start_key else {}
+            kwargs: dict[str, Any] = {"ExclusiveStartKey": start_key} if start_key else {}
             # A page of a query stops at 1 MB read, so several may be needed even with Limit=count.
             response = self._query(owner, Select="COUNT", Limit=count, **kwargs)
             count -= response["Count"]

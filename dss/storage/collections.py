@@ -43,7 +43,7 @@ def scan(rs: ReplicaStore, uuid: str) -> tuple[str | None, bool]:
             continue
         if oid.tombstone:
             deleted = deleted or oid.version is None
-        elif latest is None or oid.version > latest:
+        elif oid.version is not None and (latest is None or oid.version > latest):  # live: has a version
             latest = oid.version
     return latest, deleted
 
@@ -55,7 +55,9 @@ def load(rs: ReplicaStore, uuid: str, version: str | None = None, *,
     if deleted and not include_deleted:
         raise not_found(uuid, version)
     version = version or latest
-    document = read_json(rs, collection_key(uuid, version)) if version else None
+    if not version:
+        raise not_found(uuid, version)
+    document = read_json(rs, collection_key(uuid, version))
     if document is None:
         raise not_found(uuid, version)
     return version, document
@@ -85,7 +87,7 @@ def verify_links(rs: ReplicaStore, items: list[dict]) -> None:
     with ThreadPoolExecutor(max_workers=min(VERIFY_CONCURRENCY, len(items)),
                             thread_name_prefix="verify-link") as pool:
         problems = list(pool.map(lambda item: _link_problem(rs, item), items))
-    failures = [(item, problem) for item, problem in zip(items, problems) if problem]
+    failures = [(item, problem) for item, problem in zip(items, problems, strict=True) if problem]
     if failures:
         item, problem = failures[0]
         more = f" (and {len(failures) - 1} more of {len(items)} items)" if len(failures) > 1 else ""

@@ -21,12 +21,11 @@ import time
 import uuid as uuidlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable
 
 from ..checksums import s3_part_size
 from ..errors import DSSError
 from ..file_metadata import same_file
-from ..identifiers import file_key
 from .async_state import FAILED, RUNNING, SUCCEEDED, AsyncState, Failure, iso_time
 from .blobstore import BlobAlreadyExists, BlobChanged, BlobInfo, BlobNotFound
 from .files import blob_present, write_immutable_json
@@ -148,7 +147,7 @@ def _timed_out(item: dict) -> str:
 class CopyJob:
     """A job as one step sees it: its async-state item, as read when the step started."""
     item: dict
-    deps: object  # dss.events.runtime.Deps: settings, replicas, bus
+    deps: Any  # dss.events.runtime.Deps (settings, replicas, bus), which storage may not import
 
     @property
     def key(self) -> str:
@@ -214,8 +213,8 @@ def setup(body: dict, deps) -> dict:
     if not job.item.get("blob_stored"):  # else a run that stopped later already did this
         try:
             source = rs.store.head(src["bucket"], src["key"])
-        except BlobNotFound:
-            raise CopyFailed(SOURCE_CHANGED)
+        except BlobNotFound as e:
+            raise CopyFailed(SOURCE_CHANGED) from e
         if source.revision != src["revision"]:
             raise CopyFailed(SOURCE_CHANGED)
         if blob_present(rs, job.item["blob_key"], src["size"]):
@@ -248,8 +247,8 @@ def copy_parts(body: dict, deps, budget_seconds: float | None = None) -> dict:
             done = _copy_s3_parts(job, body.get("first"), body.get("last"), stop_at)
         else:
             done = _rewrite_gcs(job, stop_at)
-    except BlobChanged:
-        raise CopyFailed(SOURCE_CHANGED)
+    except BlobChanged as e:
+        raise CopyFailed(SOURCE_CHANGED) from e
     return {"done": done}
 
 
@@ -387,7 +386,7 @@ def write_metadata(body: dict, deps) -> dict:
     try:
         write_immutable_json(job.rs, job.key, job.document, conflict=conflict, same=same_file)
     except DSSError as e:
-        raise CopyFailed(Failure(e.status, e.code, e.title))
+        raise CopyFailed(Failure(e.status, e.code, e.title)) from e
     state_of(deps).finish(job.key, job.task_id, SUCCEEDED)
     logger.info("%s: copy task %s succeeded", job.key, job.task_id)
     return {"key": job.key, "task_id": job.task_id}

@@ -8,8 +8,7 @@ from typing import TYPE_CHECKING
 
 from ..checksums import Checksummer, Checksums, s3_part_size
 from ..errors import DSSError
-from ..file_metadata import (checksums_of, file_metadata_document, parse_source_url, same_file,
-                             staging_checksums)
+from ..file_metadata import checksums_of, file_metadata_document, parse_source_url, same_file, staging_checksums
 from ..identifiers import file_key, uuid_prefix, version_from_key
 from .blobstore import BlobAccessDenied, BlobAlreadyExists, BlobChanged, BlobInfo, BlobNotFound
 from .replicas import Replica, Replicas, ReplicaStore
@@ -115,17 +114,19 @@ def put_file(replicas: Replicas, uuid: str, version: str, source_url: str, creat
 def _head_source(rs: ReplicaStore, bucket: str, key: str) -> BlobInfo:
     try:
         return rs.store.head(bucket, key)
-    except BlobNotFound:
-        raise DSSError(400, "illegal_arguments", f"source_url {rs.replica.scheme}://{bucket}/{key} does not exist.")
-    except BlobAccessDenied:
-        raise DSSError(400, "illegal_arguments", f"The DSS may not read {rs.replica.scheme}://{bucket}/{key}.")
+    except BlobNotFound as e:
+        raise DSSError(400, "illegal_arguments",
+                       f"source_url {rs.replica.scheme}://{bucket}/{key} does not exist.") from e
+    except BlobAccessDenied as e:
+        raise DSSError(400, "illegal_arguments", f"The DSS may not read {rs.replica.scheme}://{bucket}/{key}.") from e
 
 
 def _source_user_metadata(rs: ReplicaStore, bucket: str, key: str, info: BlobInfo) -> dict[str, str]:
     try:
         return rs.store.user_metadata(bucket, key, info)
-    except (BlobNotFound, BlobAccessDenied):
-        raise DSSError(400, "illegal_arguments", f"Cannot read the tags of {rs.replica.scheme}://{bucket}/{key}.")
+    except (BlobNotFound, BlobAccessDenied) as e:
+        raise DSSError(400, "illegal_arguments",
+                       f"Cannot read the tags of {rs.replica.scheme}://{bucket}/{key}.") from e
 
 
 def store_blob(rs: ReplicaStore, src_bucket: str, src_key: str, source: BlobInfo, checksums: Checksums) -> str:
@@ -139,8 +140,8 @@ def store_blob(rs: ReplicaStore, src_bucket: str, src_key: str, source: BlobInfo
                       part_size=s3_part_size(source.size), expected_revision=source.revision)
     except BlobAlreadyExists:
         pass  # a racing writer stored the same content
-    except BlobChanged:
-        raise DSSError(409, "source_changed", "The staging object changed while it was being copied; retry.")
+    except BlobChanged as e:
+        raise DSSError(409, "source_changed", "The staging object changed while it was being copied; retry.") from e
     return blob_key
 
 

@@ -15,8 +15,17 @@ from google.cloud import storage
 from google.oauth2 import service_account
 
 from ..checksums import crc32c_combine
-from .blobstore import (BlobAccessDenied, BlobAlreadyExists, BlobChanged, BlobInfo, BlobNotFound, BlobStore, Page,
-                        Part, PartsUpload)
+from .blobstore import (
+    BlobAccessDenied,
+    BlobAlreadyExists,
+    BlobChanged,
+    BlobInfo,
+    BlobNotFound,
+    BlobStore,
+    Page,
+    Part,
+    PartsUpload,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -96,8 +105,8 @@ class GCSBlobStore(BlobStore):
             raise BlobNotFound(f"gs://{bucket}") from e
         return _info(blob)
 
-    def upload(self, bucket, key, stream: BinaryIO, *, size, part_size, content_type="application/octet-stream",
-               metadata=None):
+    def upload(self, bucket, key, stream: BinaryIO | io.RawIOBase, *, size, part_size,
+               content_type="application/octet-stream", metadata=None):
         blob = self._blob(bucket, key)
         blob.chunk_size = max(_CHUNK_QUANTUM, part_size // _CHUNK_QUANTUM * _CHUNK_QUANTUM)
         blob.metadata = metadata or None

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import logging
 from concurrent.futures import ThreadPoolExecutor
 from typing import BinaryIO, Iterator
@@ -11,8 +12,18 @@ import botocore.config
 from boto3.s3.transfer import TransferConfig
 from botocore.exceptions import ClientError
 
-from .blobstore import (BlobAccessDenied, BlobAlreadyExists, BlobChanged, BlobInfo, BlobNotFound, BlobStore,
-                        BlobStoreError, Page, Part, PartsUpload)
+from .blobstore import (
+    BlobAccessDenied,
+    BlobAlreadyExists,
+    BlobChanged,
+    BlobInfo,
+    BlobNotFound,
+    BlobStore,
+    BlobStoreError,
+    Page,
+    Part,
+    PartsUpload,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -65,8 +76,8 @@ class S3BlobStore(BlobStore):
             raise _translate(e, bucket, key) from e
         return self.head(bucket, key)
 
-    def upload(self, bucket, key, stream: BinaryIO, *, size, part_size, content_type="application/octet-stream",
-               metadata=None):
+    def upload(self, bucket, key, stream: BinaryIO | io.RawIOBase, *, size, part_size,
+               content_type="application/octet-stream", metadata=None):
         config = TransferConfig(multipart_threshold=part_size + 1, multipart_chunksize=part_size,
                                 max_concurrency=4, use_threads=True)
         self.client.upload_fileobj(stream, bucket, key, Config=config,
