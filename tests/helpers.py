@@ -180,12 +180,9 @@ def wait_for(predicate, timeout: float = 30, interval: float = 0.2, what: str = 
 
 def poll_while_404(head, timeout: float = 60.0, interval: float = 0.2):
     """Call `head()` while it answers 404, as the hca client polls HEAD after a 202; the first other answer."""
-    deadline = time.monotonic() + timeout
-    while True:
-        response = head()
-        if response.status_code != 404 or time.monotonic() > deadline:
-            return response
-        time.sleep(interval)
+    [response] = wait_for(lambda: [r] if (r := head()).status_code != 404 else None, timeout=timeout,
+                          interval=interval, what="an answer other than 404")  # a Response is false when an error
+    return response
 
 
 def downloaded_sha256(api: ApiClient, uuid: str, replica: str, version: str | None = None) -> str:
