@@ -6,6 +6,7 @@ import io
 import pathlib
 import time
 import uuid as uuidlib
+from collections.abc import Callable
 
 import pytest
 import requests
@@ -166,15 +167,17 @@ def stage_in_parts(s3, bucket: str, data: bytes, *, part_size: int) -> str:
     return key
 
 
-def wait_for(predicate, timeout: float = 30, interval: float = 0.2, what: str = "the condition"):
-    """Call `predicate()` until it returns something true, and return that; AssertionError after `timeout` s."""
+def wait_for(predicate, timeout: float = 30, interval: float = 0.2, what: str | Callable[[], str] = "the condition"):
+    """Call `predicate()` until it returns something true, and return that; AssertionError after `timeout` s.
+
+    `what` names the wait in that error; a callable is asked then (for the state things were left in)."""
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()
         if value:
             return value
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+            raise AssertionError(f"timed out after {timeout} s waiting for {what() if callable(what) else what}")
         time.sleep(interval)
 
 
