@@ -19,7 +19,7 @@ from dss.events.runtime import Deps
 from dss.identifiers import new_version
 from dss.storage.stats import stat
 
-from .helpers import assert_problem, wait_for
+from .helpers import assert_problem, follow_301s, wait_for
 
 
 # --- helpers ---------------------------------------------------------------------------------------------------
@@ -44,14 +44,9 @@ def put_bundle(api, stager, replica: str, contents: dict[str, bytes]) -> tuple[s
 
 def follow(get, url: str, *, limit: float = 60):
     """Follow 301s after their Retry-After, as clients should. The final response and the 301s on the way."""
-    redirects, deadline = [], time.monotonic() + limit
-    r = get(url)
-    while r.status_code == 301:
-        redirects.append(r)
-        assert time.monotonic() < deadline, "the checkout did not finish in time"
-        assert urllib.parse.urlsplit(r.headers["Location"]).path == urllib.parse.urlsplit(url).path
-        time.sleep(int(r.headers["Retry-After"]))
-        r = get(r.headers["Location"])
+    r, redirects = follow_301s(get(url), get, timeout=limit)
+    assert all(urllib.parse.urlsplit(x.headers["Location"]).path == urllib.parse.urlsplit(url).path
+               for x in redirects), [x.headers["Location"] for x in redirects]
     return r, redirects
 
 

@@ -66,7 +66,7 @@ class Receiver:
         self.received: list[Received] = []
         self.refusals = 0  # answer this many of the next requests with `refuse_with`
         self.refuse_with = 503  # or 0: drop the connection without an answer
-        self.changed = threading.Condition()
+        self.lock = threading.Lock()
         receiver = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -84,7 +84,7 @@ class Receiver:
 
     def _handle(self, request: http.server.BaseHTTPRequestHandler) -> None:
         body = request.rfile.read(int(request.headers.get("Content-Length", 0)))
-        with self.changed:
+        with self.lock:
             refuse = self.refusals > 0
             self.refusals -= refuse
             status = self.refuse_with if refuse else 200
@@ -100,19 +100,17 @@ class Receiver:
             request.end_headers()
         else:
             request.close_connection = True
-        with self.changed:
+        with self.lock:
             self.received.append(record)
-            self.changed.notify_all()
 
     def delivered(self, count: int, timeout: float = 60) -> list[Received]:
         """Wait until `count` requests got a 2xx; returns them."""
-        deadline = time.monotonic() + timeout
-        with self.changed:
-            while len(ok := [r for r in self.received if r.answered == 200]) < count:
-                left = deadline - time.monotonic()
-                assert left > 0, f"{len(ok)} of {count} notifications arrived: {self.received}"
-                self.changed.wait(left)
-            return ok
+        def answered() -> list[Received]:
+            with self.lock:
+                return [r for r in self.received if r.answered == 200]
+
+        return wait_for(lambda: len(ok := answered()) >= count and ok, timeout=timeout, interval=0.05,
+                        what=lambda: f"{count} notifications; arrived: {self.received}")
 
     def close(self) -> None:
         self.server.shutdown()
