@@ -6,6 +6,7 @@ import io
 import pathlib
 import time
 import uuid as uuidlib
+from collections.abc import Callable
 
 import pytest
 import requests
@@ -166,37 +167,53 @@ def stage_in_parts(s3, bucket: str, data: bytes, *, part_size: int) -> str:
     return key
 
 
-def wait_for(predicate, timeout: float = 30, interval: float = 0.2, what: str = "the condition"):
-    """Call `predicate()` until it returns something true, and return that; AssertionError after `timeout` s."""
+def wait_for(predicate, timeout: float = 30, interval: float = 0.2, what: str | Callable[[], str] = "the condition"):
+    """Call `predicate()` until it returns something true, and return that; AssertionError after `timeout` s.
+
+    `what` names the wait in that error; a callable is asked then (for the state things were left in). A requests
+    Response is false when its status is an error: return it wrapped (`[response]`) when any status will do."""
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()
         if value:
             return value
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+            raise AssertionError(f"timed out after {timeout} s waiting for {what() if callable(what) else what}")
         time.sleep(interval)
 
 
 def poll_while_404(head, timeout: float = 60.0, interval: float = 0.2):
     """Call `head()` while it answers 404, as the hca client polls HEAD after a 202; the first other answer."""
-    deadline = time.monotonic() + timeout
-    while True:
-        response = head()
-        if response.status_code != 404 or time.monotonic() > deadline:
-            return response
-        time.sleep(interval)
+    [response] = wait_for(lambda: [r] if (r := head()).status_code != 404 else None, timeout=timeout,
+                          interval=interval, what="an answer other than 404")
+    return response
+
+
+def follow_301s(response, get, *, timeout: float = 60, longest_wait: float | None = None):
+    """Follow 301s after their Retry-After (each wait capped at `longest_wait`), as clients should.
+
+    Returns the first other answer and the 301s on the way; AssertionError if it takes longer than `timeout` s."""
+    redirects = []
+
+    def answered():
+        nonlocal response
+        if response.status_code != 301:
+            return [response]
+        redirects.append(response)
+        wait = float(response.headers.get("Retry-After", 1))
+        time.sleep(wait if longest_wait is None else min(longest_wait, wait))
+        response = get(response.headers["Location"])
+        return None
+
+    [final] = wait_for(answered, timeout=timeout, interval=0, what="an answer other than 301")
+    return final, redirects
 
 
 def downloaded_sha256(api: ApiClient, uuid: str, replica: str, version: str | None = None) -> str:
     """GET /files, honouring checkout redirects (301 + Retry-After) up to the 302, then stream the content."""
     params = {"replica": replica, **({"version": version} if version else {})}
-    r = api.request("GET", f"/v1/files/{uuid}", params=params)
-    for _ in range(60):
-        if r.status_code != 301:
-            break
-        time.sleep(min(1.0, float(r.headers.get("Retry-After", 1))))
-        r = api.session.get(r.headers["Location"], allow_redirects=False, timeout=60)
+    r, _ = follow_301s(api.request("GET", f"/v1/files/{uuid}", params=params),
+                       lambda url: api.session.get(url, allow_redirects=False, timeout=60), longest_wait=1.0)
     assert r.status_code == 302, r.text
     digest = hashlib.sha256()
     with requests.get(r.headers["Location"], stream=True, timeout=120) as fetched:

@@ -14,7 +14,7 @@ import requests
 from dss.checksums import compute_checksums_of_bytes
 from dss.identifiers import new_version
 
-from .helpers import assert_problem, seed_file_metadata
+from .helpers import assert_problem, follow_301s, seed_file_metadata
 
 
 class Bundles:
@@ -297,11 +297,8 @@ def test_urls(bundles, settings):
     data = b'{"url": true}'
     uuid, version, _ = bundles.put([named(bundles.file(data), "u.json")])
     assert_problem(bundles.get(uuid, directurls="true", presignedurls="true"), 400, "only_one_urltype")
-    r = bundles.get(uuid, directurls="true")
-    deadline = time.monotonic() + 60
-    while r.status_code == 301 and time.monotonic() < deadline:
-        time.sleep(int(r.headers["Retry-After"]))
-        r = bundles.api.session.get(r.headers["Location"], allow_redirects=False, timeout=60)
+    r, _ = follow_301s(bundles.get(uuid, directurls="true"),
+                       lambda url: bundles.api.session.get(url, allow_redirects=False, timeout=60))
     assert r.status_code == 200, r.text
     scheme, bucket = (("s3", settings.s3_checkout_bucket) if bundles.replica == "aws" else
                       ("gs", settings.gs_checkout_bucket))

@@ -5,13 +5,14 @@ from __future__ import annotations
 import importlib.util
 import json
 import pathlib
-import time
 
 import boto3
 import pytest
 
 from dss.events import lambda_entry
 from dss.events.bus import Bus, Topology
+
+from .helpers import wait_for
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 STAGE = "lambdatest"  # queues of their own: the local stack's worker consumes the `local` ones
@@ -44,13 +45,17 @@ def load_app(daemon: str):
 
 def receive_batch(sqs, url: str, count: int, wait: float = 10) -> list[dict]:
     """Messages as an SQS event source hands them to Lambda."""
-    records, deadline = [], time.monotonic() + wait
-    while len(records) < count and time.monotonic() < deadline:
+    records = []
+
+    def received_enough() -> bool:
         for m in sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=1,
                                      AttributeNames=["ApproximateReceiveCount"]).get("Messages", []):
             records.append({"messageId": m["MessageId"], "receiptHandle": m["ReceiptHandle"], "body": m["Body"],
                             "attributes": m["Attributes"], "eventSource": "aws:sqs",
                             "eventSourceARN": f"arn:aws:sqs:us-east-1:123456789012:{url.rsplit('/', 1)[-1]}"})
+        return len(records) >= count
+
+    wait_for(received_enough, timeout=wait, interval=0, what=f"{count} message(s)")  # each receive waits 1 s
     return records
 
 

@@ -7,7 +7,6 @@ import os
 import subprocess
 import sys
 import threading
-import time
 import urllib.parse
 import uuid as uuidlib
 
@@ -16,7 +15,7 @@ import pytest
 from dss.identifiers import new_version
 from dss.index.backend import SearchBackend
 
-from .helpers import assert_problem
+from .helpers import assert_problem, wait_for
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -67,14 +66,12 @@ class Submitter:
                                 json={"es_query": es_query})
 
     def wait_hits(self, es_query: dict, expected: int, timeout: float = 60, **params):
-        deadline = time.monotonic() + timeout
-        while True:
+        def found():
             r = self.search(es_query, **params)
             assert r.status_code in (200, 206), r.text
-            if r.json()["total_hits"] == expected or time.monotonic() > deadline:
-                assert r.json()["total_hits"] == expected, r.json()
-                return r
-            time.sleep(0.3)
+            return r if r.json()["total_hits"] == expected else None
+
+        return wait_for(found, timeout=timeout, interval=0.3, what=f"{expected} hit(s) for {es_query}")
 
 
 @pytest.fixture
@@ -180,15 +177,26 @@ def test_every_result_has_a_numeric_score(submitter):
     assert filtered.json()["results"][0]["search_score"] == 0.0
 
 
-def test_search_errors(submitter, api):
+def test_search_errors(submitter, api, settings):
+    # At least one document, whatever ran before (with no index yet, a bad query would find nothing rather than fail).
+    marker = uuidlib.uuid4().hex
+    submitter.bundle([("donor_organism_0.json", submitter.file(json.dumps({"marker": marker}).encode()), True)])
+    submitter.wait_hits(marker_query(marker), 1)
     assert_problem(submitter.search({"query": {"no_such_query_type": {}}}), 400, "elasticsearch_bad_request")
     assert_problem(submitter.search({"query": {"match_all": {}}}, per_page=9), 400, "illegal_arguments")
     assert_problem(submitter.search({"query": {"match_all": {}}}, per_page=501), 400, "illegal_arguments")
     assert_problem(api.request("POST", "/v1/search", params={"replica": submitter.replica}, json={}), 400,
                    "illegal_arguments")
     assert_problem(api.request("POST", "/v1/search", json={"es_query": {}}), 400, "illegal_arguments")
-    r = submitter.search({})  # an empty query matches everything
-    assert r.status_code in (200, 206) and r.json()["total_hits"] >= 0
+    backend = SearchBackend(settings)
+
+    def matches_everything():  # an empty query matches every document; others may be indexing meanwhile
+        before = backend.count(submitter.replica)
+        r = submitter.search({})
+        assert r.status_code in (200, 206), r.text
+        return r if before == r.json()["total_hits"] == backend.count(submitter.replica) else None
+
+    assert wait_for(matches_everything, timeout=30, what="an empty query counting every document")
 
 
 def test_reindex_from_an_empty_index_gives_the_same_results(submitter, settings, tmp_path):

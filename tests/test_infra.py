@@ -323,6 +323,7 @@ def test_relay_event_arrives_on_the_queue_as_an_object_event(stack, relay_module
 
 def test_relay_settings_are_the_ones_terraform_sets(terraform):
     read = set(re.findall(r'environ\["(\w+)"\]', RELAY_SOURCE.read_text()))
+    assert read == {"DSS_GS_EVENTS_TOPIC_ARN", "DSS_RELAY_ROLE_ARN", "DSS_RELAY_AUDIENCE"}, read  # as it reads them
     function = terraform["resource"]["google_cloudfunctions2_function"]["gcs_relay"]
     assert read <= set(attr(attr(function, "service_config"), "environment_variables"))
     assert attr(attr(function, "build_config"), "entry_point") == "relay"
@@ -451,8 +452,13 @@ def test_template_actions_and_condition_keys_exist_in_iam():
 
 def test_checkout_destination_grants_never_reach_this_account():
     """The only wildcard buckets (users' checkout destinations) are limited to buckets of other accounts."""
+    found = set()
     for path in TEMPLATES:
         for statement in rendered(path)["Statement"]:
             if any(r.startswith("arn:aws:s3:::*") for r in as_list(statement["Resource"])):
+                found.add((path.stem, statement["Sid"]))
                 assert statement["Condition"] == {"StringNotEquals": {"s3:ResourceAccount": "123456789012"}}, \
                     f"{path.name} {statement['Sid']}"
+    # The API probes and the checkout daemon writes users' buckets: were these statements gone, so would checkouts.
+    assert found == {("dss-api", "ProbeCheckoutDestinations"), ("dss-api", "FindCheckoutDestinations"),
+                     ("dss-checkout", "CheckoutDestinations"), ("dss-checkout", "FindCheckoutDestinations")}

@@ -23,7 +23,7 @@ from dss.storage.copy_jobs import SOURCE_CHANGED, CopyFailed, CopyQueue
 from dss.storage.files import put_file
 from dss.storage.replicas import Replicas
 
-from .helpers import assert_problem, downloaded_sha256, poll_while_404, stage_in_parts
+from .helpers import assert_problem, downloaded_sha256, poll_while_404, stage_in_parts, wait_for
 
 START_DELAY = 3  # seconds a queued copy waits: the window in which these tests act "during the copy"
 
@@ -60,10 +60,8 @@ def _get(api, uuid, replica, version):
 
 def _settled(state: AsyncState, key: str, timeout: float = 10) -> dict:
     """The job's item once it is no longer RUNNING (the file metadata is written just before it is marked)."""
-    deadline = time.monotonic() + timeout
-    while (item := state.get(key))["status"] == RUNNING and time.monotonic() < deadline:
-        time.sleep(0.1)
-    return item
+    return wait_for(lambda: (item := state.get(key))["status"] != RUNNING and item, timeout=timeout, interval=0.1,
+                    what=f"the copy job {key} to settle")
 
 
 def _held_back_queue(settings, sent: list, **kwargs) -> CopyQueue:
@@ -258,10 +256,8 @@ def test_worker_killed_mid_copy_resumes_and_converges(api, stack, s3, settings, 
         r = api.put_file(uuid, version, f"s3://{settings.s3_staging_bucket}/{key}")
         assert r.status_code == 202, r.text
         job_key = file_key(uuid, version)
-        deadline = time.monotonic() + 60
-        while (state.get(job_key) or {}).get("parts_done", 0) < 1:
-            assert time.monotonic() < deadline, state.get(job_key)
-            time.sleep(0.05)
+        wait_for(lambda: (state.get(job_key) or {}).get("parts_done", 0) >= 1, timeout=60, interval=0.05,
+                 what="the first part to be copied")
         stack.kill("worker")
         halfway = state.get(job_key)
         assert (halfway["status"], halfway["parts_total"], halfway["parts_done"]) == (RUNNING, 2, 1)

@@ -240,10 +240,8 @@ def test_moto_executes_state_machines(env):
     machine = sfn.create_state_machine(name=f"m-{uuid.uuid4().hex[:8]}", definition=definition,
                                        roleArn="arn:aws:iam::123456789012:role/sfn")["stateMachineArn"]
     execution = sfn.start_execution(stateMachineArn=machine, input="{}")["executionArn"]
-    deadline = time.monotonic() + 10
-    while (described := sfn.describe_execution(executionArn=execution))["status"] == "RUNNING":
-        assert time.monotonic() < deadline, "the execution stayed RUNNING: moto's interpreter is off"
-        time.sleep(0.1)
+    described = wait_for(lambda: (d := sfn.describe_execution(executionArn=execution))["status"] != "RUNNING" and d,
+                         timeout=10, interval=0.1, what="the execution to end (moto's interpreter may be off)")
     assert described["status"] == "SUCCEEDED"
     assert described["output"].replace(" ", "") == '{"ok":1}'
 
@@ -407,11 +405,11 @@ def test_cli_runs_and_stops_on_sigterm(tmp_path):
     cli = subprocess.Popen([sys.executable, "-m", "dss.local.stack", "run", "--no-api", "--root", str(root)],
                            cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        deadline = time.monotonic() + 60
-        while not (root / "env").exists():
+        def started() -> bool:
             assert cli.poll() is None, cli.stdout.read()
-            assert time.monotonic() < deadline, "the CLI did not start the stack in time"
-            time.sleep(0.1)
+            return (root / "env").exists()
+
+        wait_for(started, timeout=60, interval=0.1, what="the CLI to start the stack")
         time.sleep(0.5)  # let it print the summary
         tree = psutil.Process(cli.pid).children(recursive=True)
         assert len(tree) >= 5

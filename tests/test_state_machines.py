@@ -31,7 +31,6 @@ import copy
 import json
 import re
 import subprocess
-import time
 import uuid as uuidlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,7 +41,7 @@ import pytest
 
 from dss.storage import copy_jobs
 
-from .helpers import tool
+from .helpers import tool, wait_for
 
 REPO = Path(__file__).resolve().parents[1]
 DAEMONS = REPO / "daemons"
@@ -355,17 +354,19 @@ def run_copy(script: Callable[[str, dict, int], dict]) -> Execution:
     try:
         execution = sfn.start_execution(stateMachineArn=arn, name=TASK_ID + "-" + suffix,
                                         input=json.dumps(START))["executionArn"]
-        deadline = time.monotonic() + RUN_TIMEOUT
-        while (described := sfn.describe_execution(executionArn=execution))["status"] == "RUNNING":
-            assert time.monotonic() < deadline, (
-                f"the execution is still RUNNING after {RUN_TIMEOUT} s; tasks called: {lambdas.counts}; last "
-                f"events: {[e['type'] for e in _history(sfn, execution)[-8:]]}")
-            messages = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10).get("Messages", [])
-            for message in messages:
+
+        def stopped() -> dict | None:  # answering the tasks posted meanwhile
+            described = sfn.describe_execution(executionArn=execution)
+            if described["status"] != "RUNNING":
+                return described
+            for message in sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10).get("Messages", []):
                 sqs.delete_message(QueueUrl=queue, ReceiptHandle=message["ReceiptHandle"])
                 lambdas.answer(sfn, message, calls)
-            if not messages:
-                time.sleep(0.05)
+            return None
+
+        described = wait_for(stopped, timeout=RUN_TIMEOUT, interval=0.05, what=lambda: (
+            f"the execution to stop; tasks called: {lambdas.counts}; last "
+            f"events: {[e['type'] for e in _history(sfn, execution)[-8:]]}"))
         for message in sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10).get("Messages", []):
             calls.append((json.loads(message["Body"])["state"], json.loads(message["Body"])["input"]))
         events = _history(sfn, execution)
