@@ -18,7 +18,7 @@ NODE_STAMP := node_modules/.installed
 help:
 	@echo "make run          set up, then start the local DSS (API on http://127.0.0.1:5000)"
 	@echo "make test         set up, lint, then run the whole test suite against its own local stack"
-	@echo "make lint         ruff on the code and mypy on dss/ (configured in pyproject.toml)"
+	@echo "make lint         ruff on the code, mypy and the import layers (lint-imports) on dss/ (pyproject.toml)"
 	@echo "make token        print a development bearer token (EMAIL=... GROUP=...)"
 	@echo "make bench        measure the local stack (not part of the tests)"
 	@echo "make requirements regenerate the pinned requirements from the .in files"
@@ -60,6 +60,7 @@ test: $(STAMP) $(TOOLS_STAMP) $(NODE_STAMP) lint
 lint: $(STAMP)
 	$(VENV)/bin/ruff check dss scripts daemons chalice infra
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 
 token: $(STAMP)
 	@$(PY) scripts/dev_token.py --email "$(EMAIL)" --group "$(GROUP)" --root $${DSS_LOCAL_DIR:-.local}

@@ -115,12 +115,6 @@ def check_groups(required_scopes, token_groups) -> bool:
     return True
 
 
-def verify_token(token: str) -> dict:
-    """connexion's x-tokenInfoFunc, as the spec file names it: the verifier of the latest app."""
-    from .api import context
-    return context().verifier.verify(token)
-
-
 # connexion finds token checkers by dotted name, so each app registers its own verifier here by a unique name.
 verifiers = types.SimpleNamespace()
 

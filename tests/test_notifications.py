@@ -272,7 +272,8 @@ def test_elasticsearch_notification(receiver, subscribe, make_deps, indexed, rep
     subscribe(replica, callback_url=receiver.url, es_query=es_query("no such marker"))
     uuid, version, doc = indexed(replica, marker)
     deps = make_deps()
-    assert notify_for_event(deps, replica, "CREATE", uuid, version, doc, index_doc_id=f"{uuid}.{version}") == 1
+    assert notify_for_event(deps, replica, "CREATE", uuid, version, doc, index_doc_id=f"{uuid}.{version}",
+                            backend=SearchBackend(deps.settings)) == 1
     assert notify_for_event(deps, replica, "CREATE", uuid, version, doc, index_doc_id=None) == 0
     [got] = receiver.delivered(1)
     payload = got.payload
@@ -295,7 +296,7 @@ def test_queries_the_engine_cannot_match_spoil_no_other(receiver, subscribe, mak
     try:
         uuid, version, doc = indexed("aws", marker)
         assert notify_for_event(make_deps(), "aws", "CREATE", uuid, version, doc,
-                                index_doc_id=f"{uuid}.{version}") == 1
+                                index_doc_id=f"{uuid}.{version}", backend=SearchBackend(settings)) == 1
         [got] = receiver.delivered(1)
         assert got.payload["subscription_id"] == good.uuid
     finally:
@@ -392,10 +393,12 @@ def test_matching_a_thousand_elasticsearch_subscriptions(receiver, make_deps, in
     try:
         uuid, version, doc = indexed("aws", marker)
         deps = make_deps()
+        backend = SearchBackend(settings)
         timings = []
         for _ in range(3):
             started = time.perf_counter()
-            queued = notify_for_event(deps, "aws", "CREATE", uuid, version, doc, index_doc_id=f"{uuid}.{version}")
+            queued = notify_for_event(deps, "aws", "CREATE", uuid, version, doc, index_doc_id=f"{uuid}.{version}",
+                                      backend=backend)
             timings.append(time.perf_counter() - started)
             assert queued == 10
         expected = {notification_id(s.uuid, uuid, version, "CREATE") for s in subscriptions[::100]}

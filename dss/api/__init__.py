@@ -47,6 +47,13 @@ def context() -> AppContext:
     return _context
 
 
+def verify_token(token: str) -> dict:
+    """connexion's x-tokenInfoFunc, as the spec file names it: the verifier of the latest app.
+
+    It lives here, not in dss.auth, so that dss.auth needs nothing from the API layer above it."""
+    return context().verifier.verify(token)
+
+
 def token_info() -> dict:
     """The verified token of a secured operation. Its groups were checked before the handler runs, against the
     groups the operation's `security` lists in dss-api.yml (dss.auth.check_groups)."""

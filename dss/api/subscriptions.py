@@ -14,7 +14,7 @@ from opensearchpy import NotFoundError, RequestError, TransportError
 
 from ..errors import DSSError
 from ..identifiers import new_version
-from ..notify.matching import search_backend
+from ..index.backend import search_backend
 from ..notify.subscriptions import ELASTICSEARCH, JMESPATH, LIMIT, Subscription, SubscriptionStore, kind_of, validate
 from . import assert_writable, caller_email, context
 

@@ -3,6 +3,7 @@ osmem-server locally). One index per replica, mapping version and bundle shape, 
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import urllib.parse
@@ -116,3 +117,9 @@ def _client(settings: Settings) -> OpenSearch:
         kwargs.update(http_auth=AWSV4SignerAuth(boto3.Session().get_credentials(), region, "es"),
                       use_ssl=True, verify_certs=True, connection_class=RequestsHttpConnection)
     return OpenSearch(**kwargs)
+
+
+@functools.lru_cache(maxsize=4)
+def search_backend(settings: Settings) -> SearchBackend:
+    """One backend per settings, shared by the subscription handlers."""
+    return SearchBackend(settings)

@@ -86,7 +86,8 @@ def index_version(deps, rs: ReplicaStore, uuid: str, version: str, listing: Vers
         event_journal.record(rs, metadata)
     if notify:
         from ..notify.matching import notify_for_event
-        notify_for_event(deps, rs.replica.value, event_type, uuid, version, metadata, index_doc_id=doc_id)
+        notify_for_event(deps, rs.replica.value, event_type, uuid, version, metadata, index_doc_id=doc_id,
+                         backend=backend)
     return 1 if changed else 0
 
 

@@ -14,15 +14,18 @@ import logging
 import time
 import uuid as uuidlib
 from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING
 
 import jmespath
 from opensearchpy import NotFoundError, RequestError
 
 from ..config import Settings
 from ..identifiers import new_version
-from ..index.backend import SearchBackend
 from . import QUEUE
 from .subscriptions import ELASTICSEARCH, JMESPATH, Subscription, replica_subscriptions
+
+if TYPE_CHECKING:  # the indexer, a layer above, passes its backend in
+    from ..index.backend import SearchBackend
 
 logger = logging.getLogger(__name__)
 
@@ -38,18 +41,21 @@ def notification_id(subscription_uuid: str, bundle_uuid: str, bundle_version: st
 
 
 def notify_for_event(deps, replica: str, event_type: str, uuid: str, version: str, metadata_document: dict, *,
-                     index_doc_id: str | None) -> int:
+                     index_doc_id: str | None, backend: SearchBackend | None = None) -> int:
     """Enqueue a notify job for each subscription of `replica` the event matches; returns how many.
 
-    Elasticsearch subscriptions need the indexed document (`index_doc_id`); without it only JMESPath ones match.
+    Elasticsearch subscriptions need the indexed document (`index_doc_id`), queried through `backend`; without it
+    only JMESPath ones match.
     """
+    if index_doc_id and backend is None:
+        raise ValueError("an indexed document is matched through a search backend: pass backend")
     settings: Settings = deps.settings
     subscriptions = replica_subscriptions(settings.subscriptions_table, settings.subscription_cache_seconds)(replica)
     matched = [s for s in subscriptions if s.kind == JMESPATH and jmespath_matches(s.jmespath_query,
                                                                                     metadata_document)]
     queried = [s for s in subscriptions if s.kind == ELASTICSEARCH and s.percolated_query is not None]
-    if queried and index_doc_id:
-        hits = es_matches(search_backend(settings), replica, index_doc_id, [s.percolated_query for s in queried])
+    if queried and index_doc_id and backend is not None:
+        hits = es_matches(backend, replica, index_doc_id, [s.percolated_query for s in queried])
         matched += [s for s, hit in zip(queried, hits, strict=False) if hit]
     event_timestamp = new_version()
     jobs = [notify_job(s, event_type, uuid, version, metadata_document, event_timestamp, settings.notify_delays)
@@ -153,8 +159,3 @@ def enqueue(bus, jobs: list[dict]) -> None:
 @functools.lru_cache(maxsize=4096)
 def _compiled(expression: str):
     return jmespath.compile(expression)
-
-
-@functools.lru_cache(maxsize=4)
-def search_backend(settings: Settings) -> SearchBackend:
-    return SearchBackend(settings)
