@@ -58,6 +58,12 @@ class Settings:
     checkout_throughput: int = 100_000_000
     checkout_concurrency: int = 16
     notification_sender: str = ""
+    # Events: how long a received queue message stays hidden (the local worker renews it while a handler runs), and
+    # the base of the backoff of a failed message (base, 2 base, 4 base, ... s, at most 300 s).
+    queue_visibility_seconds: int = 60
+    backoff_base_seconds: int = 2
+    # The GCS emulator's address; empty means real GCS (google-cloud-storage reads the variable itself too).
+    storage_emulator_host: str = ""
 
     def __post_init__(self) -> None:
         if self.checkout_ttl <= self.signed_url_ttl:
@@ -127,4 +133,7 @@ class Settings:
                                         str(defaults.checkout_throughput))),
             checkout_concurrency=int(get("DSS_CHECKOUT_CONCURRENCY", str(defaults.checkout_concurrency))),
             notification_sender=get("DSS_NOTIFICATION_SENDER", ""),
+            queue_visibility_seconds=int(get("DSS_QUEUE_VISIBILITY_SECONDS", str(defaults.queue_visibility_seconds))),
+            backoff_base_seconds=int(get("DSS_BACKOFF_BASE_SECONDS", str(defaults.backoff_base_seconds))),
+            storage_emulator_host=get("STORAGE_EMULATOR_HOST", ""),
         )

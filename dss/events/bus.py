@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import boto3
+
+from ..config import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -30,7 +31,11 @@ class Topology:
     stage: str
     max_receives: int = 5
     # How long a received message stays hidden; the local worker's heartbeat renews it while a handler runs.
-    visibility_timeout: int = field(default_factory=lambda: int(os.environ.get("DSS_QUEUE_VISIBILITY_SECONDS") or 60))
+    visibility_timeout: int = Settings.queue_visibility_seconds
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> "Topology":
+        return cls(settings.stage, visibility_timeout=settings.queue_visibility_seconds)
 
     def topic(self, replica: str) -> str:
         return f"dss-{'s3' if replica == 'aws' else 'gs'}-events-{self.stage}"

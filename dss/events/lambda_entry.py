@@ -8,9 +8,10 @@ failure is retried soon rather than after the queue's long visibility timeout.
 from __future__ import annotations
 
 import logging
-import os
+from typing import Mapping
 
 from ..cloud_credentials import install_gcp_credentials
+from ..config import Settings
 from .bus import Topology
 from .runtime import Deps, process, retry_later
 
@@ -19,9 +20,9 @@ logger = logging.getLogger(__name__)
 _deps: Deps | None = None
 
 
-def queue_name(queue: str, environ=os.environ) -> str:
+def queue_name(queue: str, environ: Mapping[str, str] | None = None) -> str:
     """The name of a daemon's queue in this stage (read when Chalice packages the app, and again in the Lambda)."""
-    return Topology(environ.get("DSS_DEPLOYMENT_STAGE") or "local").queue(queue)
+    return Topology(Settings.from_env(environ).stage).queue(queue)
 
 
 def deps() -> Deps:
@@ -57,8 +58,10 @@ def sqs_daemon(app, queue: str, batch_size: int):
 
 def _back_off(queue: str, record: dict) -> None:
     try:
-        bus = deps().bus
+        d = deps()
+        bus = d.bus
         retry_later(bus.sqs, bus.queue_url(bus.topology.queue(queue)), record["receiptHandle"],
-                    int(record.get("attributes", {}).get("ApproximateReceiveCount", 1)))
+                    int(record.get("attributes", {}).get("ApproximateReceiveCount", 1)),
+                    d.settings.backoff_base_seconds)
     except Exception:  # the message still comes back, after the queue's visibility timeout
         logger.warning("could not shorten the visibility of %s", record.get("messageId"), exc_info=True)

@@ -12,7 +12,6 @@ import functools
 import importlib
 import json
 import logging
-import os
 from dataclasses import dataclass
 
 from ..config import Settings
@@ -29,7 +28,6 @@ HANDLERS = {
     "index": "dss.index.indexer.handle_message",
     "notify": "dss.notify.delivery.handle_message",
 }
-BACKOFF_BASE_SECONDS = int(os.environ.get("DSS_BACKOFF_BASE_SECONDS") or 2)  # 2, 4, 8, ... s
 BACKOFF_MAX_SECONDS = 300
 MAX_NOT_READY = 100
 NOT_READY_KEY = "_not_ready"
@@ -52,7 +50,7 @@ class Deps:
     @classmethod
     def from_env(cls) -> "Deps":
         settings = Settings.from_env()
-        return cls(settings, Replicas(settings), Bus(Topology(settings.stage)))
+        return cls(settings, Replicas(settings), Bus(Topology.from_settings(settings)))
 
 
 @functools.lru_cache(maxsize=None)
@@ -61,14 +59,15 @@ def handler_for(queue: str):
     return getattr(importlib.import_module(module), name)
 
 
-def backoff_seconds(receive_count: int) -> int:
-    return min(BACKOFF_MAX_SECONDS, BACKOFF_BASE_SECONDS * 2 ** max(0, receive_count - 1))
+def backoff_seconds(receive_count: int, base: int = Settings.backoff_base_seconds) -> int:
+    """base, 2 base, 4 base, ... seconds (Settings.backoff_base_seconds), at most BACKOFF_MAX_SECONDS."""
+    return min(BACKOFF_MAX_SECONDS, base * 2 ** max(0, receive_count - 1))
 
 
-def retry_later(sqs, queue_url: str, receipt: str, receive_count: int) -> None:
+def retry_later(sqs, queue_url: str, receipt: str, receive_count: int, base: int) -> None:
     """Make a failed message visible again after the backoff for its receive count, not the queue's long timeout."""
     sqs.change_message_visibility(QueueUrl=queue_url, ReceiptHandle=receipt,
-                                  VisibilityTimeout=backoff_seconds(receive_count))
+                                  VisibilityTimeout=backoff_seconds(receive_count, base))
 
 
 def process(queue: str, body: str, deps: Deps) -> bool:

@@ -106,7 +106,8 @@ class Worker:
                 self._deleters[queue].add(receipt)
             else:
                 retry_later(self.deps.bus.sqs, url, receipt,
-                            int(message.get("Attributes", {}).get("ApproximateReceiveCount", 1)))
+                            int(message.get("Attributes", {}).get("ApproximateReceiveCount", 1)),
+                            self.deps.settings.backoff_base_seconds)
         except Exception:
             logger.exception("could not settle a message of %s", queue)
         finally:

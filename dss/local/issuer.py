@@ -24,6 +24,8 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from ..config import Settings
+
 logger = logging.getLogger(__name__)
 
 PRIVATE_KEY_FILE = "private_key.pem"
@@ -32,9 +34,10 @@ WELL_KNOWN = ".well-known"
 OPENID_CONFIGURATION = "openid-configuration"
 JWKS_FILE = "jwks.json"
 
-DEFAULT_EMAIL_CLAIM = "https://auth.data.humancellatlas.org/email"
-DEFAULT_GROUP_CLAIM = "https://auth.data.humancellatlas.org/group"
-DEFAULT_AUDIENCE = "https://dev.data.humancellatlas.org/"
+# The defaults are the API's (dss.config.Settings), so a development token passes its checks.
+DEFAULT_EMAIL_CLAIM = Settings.email_claim
+DEFAULT_GROUP_CLAIM = Settings.group_claim
+DEFAULT_AUDIENCE = Settings.oidc_audience[0]
 
 
 class IssuerNotInitialized(RuntimeError):
@@ -132,11 +135,14 @@ def mint_token(root: pathlib.Path | str,
                                    "(`make run` or `python -m dss.local.stack run`).")
     key = _load_key(path)
     audience = audience or default_audience()
+    # Read raw, not from Settings: Settings defaults it to the real issuer, and a development token must never be
+    # minted for that; unset means the local stack is not configured.
     issuer = issuer or os.environ.get("OPENID_PROVIDER")
     if not issuer:
         raise ValueError("No issuer given and OPENID_PROVIDER is not set")
-    email_claim = email_claim or os.environ.get("OIDC_EMAIL_CLAIM") or DEFAULT_EMAIL_CLAIM
-    group_claim = group_claim or os.environ.get("OIDC_GROUP_CLAIM") or DEFAULT_GROUP_CLAIM
+    settings = Settings.from_env()
+    email_claim = email_claim or settings.email_claim
+    group_claim = group_claim or settings.group_claim
     now = int(time.time())
     claims: dict[str, typing.Any] = {
         "iss": issuer,
@@ -155,5 +161,4 @@ def mint_token(root: pathlib.Path | str,
 
 def default_audience() -> str:
     """The first entry of the comma-separated OIDC_AUDIENCE."""
-    value = os.environ.get("OIDC_AUDIENCE") or DEFAULT_AUDIENCE
-    return next((a.strip() for a in value.split(",") if a.strip()), DEFAULT_AUDIENCE)
+    return next(iter(Settings.from_env().oidc_audience), DEFAULT_AUDIENCE)

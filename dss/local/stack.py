@@ -47,6 +47,7 @@ import requests
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from dss.config import Settings
 from dss.local import issuer
 from dss.notify.delivery import ensure_notifications_table
 from dss.notify.subscriptions import ensure_subscriptions_table
@@ -856,7 +857,8 @@ class LocalStack:
     def _create_event_topology(self) -> None:
         from dss.events.bus import Bus, Topology
         try:
-            topology = Topology(STAGE, visibility_timeout=int(self._setting("DSS_QUEUE_VISIBILITY_SECONDS", "60")))
+            topology = Topology(STAGE, visibility_timeout=int(self._setting(
+                "DSS_QUEUE_VISIBILITY_SECONDS", str(Settings.queue_visibility_seconds))))
             Bus(topology, sqs=self.aws_client("sqs"), sns=self.aws_client("sns")).ensure()
         except Exception as e:
             raise self._child("moto").failure(f"could not create the event topics and queues: {e}") from e

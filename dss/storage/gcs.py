@@ -5,7 +5,6 @@ import base64
 import datetime
 import io
 import logging
-import os
 import re
 from typing import BinaryIO, Iterator
 
@@ -79,8 +78,9 @@ class GCSBlobStore(BlobStore):
     scheme = "gs"
     native_checksum_name = "crc32c"
 
-    def __init__(self, project: str, credentials_file: str = "", client: storage.Client | None = None):
-        self.emulator = os.environ.get("STORAGE_EMULATOR_HOST", "")
+    def __init__(self, project: str, credentials_file: str = "", client: storage.Client | None = None,
+                 emulator_host: str = ""):
+        self.emulator = emulator_host
         self._signing_credentials = (service_account.Credentials.from_service_account_file(credentials_file)
                                      if credentials_file else None)
         if client is not None:

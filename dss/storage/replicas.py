@@ -45,14 +45,15 @@ class Replicas:
     @functools.cached_property
     def _gcs(self) -> BlobStore:
         from .gcs import GCSBlobStore
-        return GCSBlobStore(self.settings.gcp_project, self.settings.google_credentials)
+        return GCSBlobStore(self.settings.gcp_project, self.settings.google_credentials,
+                            emulator_host=self.settings.storage_emulator_host)
 
     @functools.cached_property
     def _announcing(self) -> dict:
         """Local stand-ins for the clouds' own write notifications (see dss.events.announce)."""
         from ..events.announce import AnnouncingStore
         from ..events.bus import Bus, Topology
-        bus = Bus(Topology(self.settings.stage))
+        bus = Bus(Topology.from_settings(self.settings))
         return {Replica.aws: AnnouncingStore(self._s3, "aws", self.settings.s3_bucket, bus),
                 Replica.gcp: AnnouncingStore(self._gcs, "gcp", self.settings.gs_bucket, bus)}
 
