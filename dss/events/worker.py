@@ -22,7 +22,7 @@ logger = logging.getLogger(__name__)
 
 
 # Handler threads per queue where the default is not enough: replication spends its time waiting on the stores,
-# and a write through the API makes four sync messages (blob and metadata, and the echo of each copy).
+# and a write through the API makes two sync messages (blob and metadata; the cloud adds the echo of each copy).
 QUEUE_CONCURRENCY = {"sync": 24}
 DEFAULT_CONCURRENCY = 8
 
